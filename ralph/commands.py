@@ -1,0 +1,105 @@
+"""Running shell commands for tools, verify and the shell engine.
+
+Every command runs in its own process group, so a timeout or an interrupt
+ends the whole tree it started, and its output is bounded so a chatty
+command cannot fill memory or a context.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+OUTPUT_LIMIT = 30_000
+
+
+@dataclass
+class CommandResult:
+    command: str
+    exit_code: int | None
+    output: str
+    seconds: float
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+    def describe(self) -> str:
+        """A short account of the result for prompts and notes."""
+        if self.timed_out:
+            return f"`{self.command}` timed out after {self.seconds:.0f}s"
+        return f"`{self.command}` exited {self.exit_code}"
+
+
+def bound_output(text: str, limit: int = OUTPUT_LIMIT) -> str:
+    """Keep the head and the tail of long output: errors tend to be at the end."""
+    if len(text) <= limit:
+        return text
+    head = limit // 4
+    tail = limit - head
+    dropped = len(text) - limit
+    return f"{text[:head]}\n[... {dropped} characters cut ...]\n{text[-tail:]}"
+
+
+def run_command(
+    argv: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float,
+    display: str | None = None,
+    limit: int = OUTPUT_LIMIT,
+) -> CommandResult:
+    """Run argv with stdout and stderr merged, ending its whole group on timeout."""
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    timed_out = False
+    try:
+        raw, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        kill_group(proc)
+        raw, _ = proc.communicate()
+    except BaseException:
+        # An interrupt (Ctrl-C, SIGTERM) must not leave the command's tree behind.
+        kill_group(proc)
+        proc.wait()
+        raise
+    finally:
+        # Children that outlive the shell (a server started with `&`) go too.
+        kill_group(proc)
+
+    output = bound_output(raw.decode("utf-8", errors="replace"), limit)
+    return CommandResult(
+        command=display or " ".join(argv),
+        exit_code=None if timed_out else proc.returncode,
+        output=output,
+        seconds=time.monotonic() - started,
+        timed_out=timed_out,
+    )
+
+
+def run_shell(
+    command: str, cwd: Path, env: dict[str, str], timeout: float
+) -> CommandResult:
+    """Run a bash command line in the workspace."""
+    return run_command(["bash", "-c", command], cwd, env, timeout, display=command)
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

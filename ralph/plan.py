@@ -1,0 +1,693 @@
+"""Plans: the steps of a markdown plan, ticking their boxes, notes under them.
+
+A step is exactly a list item that GitHub's renderer, cmark-gfm, shows as a
+task-list checkbox. cmark-gfm decides that on the item's raw source line:
+after blanks it must hold the list marker and then `[ ]`, `[x]` or `[X]`
+and a blank. So an item behind a `>` or behind a second marker on the same
+line is no step, and a `[x]` anywhere on the line shows the box ticked.
+ralph keeps to these rules, so what it runs is what a reader of the plan
+sees on GitHub.
+
+Every edit is made on the file's bytes: a tick changes one byte, a note
+inserts lines, and nothing else in the file moves.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from markdown_it import MarkdownIt
+from markdown_it.parser_block import ParserBlock
+from markdown_it.rules_block.html_block import HTML_SEQUENCES, html_block
+from markdown_it.rules_block.reference import reference
+from markdown_it.rules_block.state_block import StateBlock
+from markdown_it.tree import SyntaxTreeNode
+from mdit_py_plugins.front_matter import front_matter_plugin
+
+from ralph.errors import PlanError
+from ralph.frontmatter import KeyPath, read_front_matter
+
+MAX_PLAN_BYTES = 10 * 1024 * 1024
+
+_NEWLINE = re.compile(rb"\r\n|\r|\n")
+_TEXT_NEWLINE = re.compile(r"\r\n|\r|\n")
+# cmark-gfm's task-list scanner, matched from the start of the raw line.
+_BOX = re.compile(r"[ \t\v\f]*(?:[-+*]|[0-9]+.)[ \t\v\f]+\[([ xX])\][ \t\v\f]")
+_MARKER = re.compile(r"[ \t]*(?:[-+*]|[0-9]{1,9}[.)])")
+# `Verify: cmd`, also as a bullet or with the label in bold
+_VERIFY = re.compile(
+    r"(?:[-*+]\s+)?(?:verify:|(\*\*|__)verify(?::\1|\1:))\s*(?P<command>.*)",
+    re.IGNORECASE,
+)
+_QUOTE = re.compile(r" {0,3}> ?")
+_NOTE_START = "ralph:"
+# A note line starting with one of these could open a block inside the quote.
+_PLAIN_START = re.compile(r"[^\s\\\-+*#>=_~`<|:\[0-9]")
+
+
+@dataclass(frozen=True)
+class Step:
+    number: int
+    line: int
+    offset: int
+    done: bool
+    title: str
+    body: str
+    verify: str | None
+    phase: str | None
+    depth: int
+    parent: int | None
+    children: tuple[int, ...]
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    path: Path
+    data: bytes
+    front: dict[str, Any]
+    title: str | None
+    context: str
+    steps: tuple[Step, ...]
+    # where each front matter key sits, for messages that name the line
+    front_lines: dict[KeyPath, int] = field(default_factory=dict)
+
+    def step(self, number: int) -> Step:
+        if 1 <= number <= len(self.steps):
+            return self.steps[number - 1]
+        raise PlanError(
+            f"{self.path} has no step {number}; its steps are numbered "
+            f"1 to {len(self.steps)} (see `ralph parse`)"
+        )
+
+    def next_step(self) -> Step | None:
+        """The first open step whose child steps are all done.
+
+        A ticked box is done with everything under it, so open steps below
+        a ticked one are never returned.
+        """
+        for step in self.steps:
+            if step.done or self._under_ticked(step):
+                continue
+            if all(self.step(child).done for child in step.children):
+                return step
+        return None
+
+    def is_complete(self) -> bool:
+        return self.next_step() is None
+
+    def _under_ticked(self, step: Step) -> bool:
+        parent = step.parent
+        while parent is not None:
+            if self.step(parent).done:
+                return True
+            parent = self.step(parent).parent
+        return False
+
+
+@dataclass(frozen=True)
+class _Line:
+    start: int
+    end: int
+    eol: bytes
+    text: str
+
+
+@dataclass(frozen=True)
+class _Item:
+    """Where a step's list item sits, for reading it and for notes."""
+
+    node: SyntaxTreeNode
+    number: int
+    line: int
+    offset: int
+    done: bool
+    title: str
+    indent: str
+    column: int
+    parent: int | None
+    depth: int
+    phase: str | None
+
+
+def load_plan(path: Path) -> Plan:
+    """Read and parse the plan file at `path`."""
+    if path.is_dir():
+        raise PlanError(f"{path} is a directory; pass the plan's markdown file")
+    try:
+        size = path.stat().st_size
+        if size > MAX_PLAN_BYTES:
+            raise PlanError(
+                f"{path} has {size} bytes, more than a plan may have (10 MB); "
+                "split it into smaller plans"
+            )
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise PlanError(f"{path}: no such plan; check the path") from None
+    except OSError as error:
+        raise PlanError(f"{path}: cannot read the plan: {error.strerror}") from None
+    return parse_plan(data, path)
+
+
+def parse_plan(data: bytes, path: Path) -> Plan:
+    """Parse a plan's bytes; `path` only names the plan in messages."""
+    return _read(data, path)[0]
+
+
+def tick(data: bytes, step: Step) -> bytes:
+    """Tick the step's box: the space in `[ ]` becomes `x`, one byte."""
+    if step.done:
+        raise PlanError(f"step {step.number} ({step.title!r}) is already done")
+    if data[step.offset - 1 : step.offset + 2] != b"[ ]":
+        raise PlanError(
+            f"step {step.number} is no longer an open box at line {step.line}; "
+            "the plan changed since it was read, so read it again"
+        )
+    return data[: step.offset] + b"x" + data[step.offset + 1 :]
+
+
+def add_note(data: bytes, step: Step, text: str) -> bytes:
+    """Insert a `> ralph: ...` note after the step's own details.
+
+    The note goes in the step's indentation and line endings, before its
+    first child step. Each placement is parsed again and kept only if every
+    step reads as before and the note reads back whole.
+    """
+    plan, items = _read(data, Path("plan"))
+    item = _current_item(items, step)
+    children = [items[c - 1].node for c in plan.steps[item.number - 1].children]
+    note = _note_text(text)
+    lines = _split_lines(data)
+
+    for anchor in dict.fromkeys((_body_end(item, children, lines), item.line)):
+        for form in ("plain", "closed", "separated"):
+            block = _note_block(note, item.indent, form)
+            candidate = _insert_lines(data, lines, anchor, block)
+            if _same_but_note(plan, _read(candidate, plan.path)[0], step, note):
+                return candidate
+    raise PlanError(
+        f"cannot place a note under step {step.number} (line {step.line}) "
+        "without changing the plan's steps; close any open code block or "
+        "HTML block in its details and run again"
+    )
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace the file so that a crash leaves either the old or the new one."""
+    target = path.resolve()
+    mode = target.stat().st_mode & 0o7777 if target.exists() else _new_file_mode()
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    _fsync_directory(target.parent)
+
+
+def _new_file_mode() -> int:
+    # The umask can only be read by setting it; put it straight back.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _fsync_directory(directory: Path) -> None:
+    # The rename is durable only once the directory entry is on disk.
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _read(data: bytes, path: Path) -> tuple[Plan, list[_Item]]:
+    text = _decode(data, path)
+    lines = _split_lines(data)
+    tokens = _MARKDOWN.parse(text.removeprefix("\ufeff"))
+
+    front: dict[str, Any] = {}
+    front_lines: dict[KeyPath, int] = {}
+    front_end = 0
+    if tokens and tokens[0].type == "front_matter" and tokens[0].map:
+        matter = read_front_matter(tokens[0].content, tokens[0].map[0] + 2, path)
+        front, front_lines, front_end = matter.values, matter.lines, tokens[0].map[1]
+
+    items, headings = _scan(SyntaxTreeNode(tokens), lines)
+    children = _children(items)
+    steps = tuple(
+        _step(number, item, [items[c - 1] for c in children[number]], lines)
+        for number, item in enumerate(items, start=1)
+    )
+    title_node = next((h for h in headings if h.tag == "h1"), None)
+    plan = Plan(
+        path=path,
+        data=data,
+        front=front,
+        title=_inline_text(title_node) if title_node else None,
+        context=_context(lines, front_end, items, headings, title_node),
+        steps=steps,
+        front_lines=front_lines,
+    )
+    return plan, items
+
+
+def _decode(data: bytes, path: Path) -> str:
+    if b"\0" in data:
+        line = _line_number(data, data.index(b"\0"))
+        raise PlanError(
+            f"{path}:{line}: holds a NUL byte, so it is binary, not a markdown "
+            "plan; pass the plan's text file"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = _line_number(data, error.start)
+        raise PlanError(
+            f"{path}:{line}: is not valid UTF-8 (byte 0x{data[error.start]:02x}); "
+            "save the plan as UTF-8"
+        ) from None
+
+
+def _line_number(data: bytes, offset: int) -> int:
+    return len(_NEWLINE.findall(data, 0, offset)) + 1
+
+
+def _split_lines(data: bytes) -> list[_Line]:
+    lines, start = [], 0
+    for match in _NEWLINE.finditer(data):
+        text = data[start : match.start()].decode("utf-8")
+        lines.append(_Line(start, match.start(), match.group(), text))
+        start = match.end()
+    if start < len(data):
+        lines.append(_Line(start, len(data), b"", data[start:].decode("utf-8")))
+    return lines
+
+
+def _scan(
+    root: SyntaxTreeNode, lines: list[_Line]
+) -> tuple[list[_Item], list[SyntaxTreeNode]]:
+    """Find the steps and headings in document order."""
+    items: list[_Item] = []
+    headings: list[SyntaxTreeNode] = []
+
+    def visit(node: SyntaxTreeNode, parent: int | None, depth: int) -> None:
+        if node.type == "heading":
+            headings.append(node)
+        if node.type == "list_item":
+            phase = _inline_text(headings[-1]) if headings else None
+            item = _as_step(node, lines, (len(items) + 1, parent, depth), phase)
+            if item is not None:
+                items.append(item)
+                parent, depth = item.number, depth + 1
+        for child in node.children:
+            if child.type != "inline":
+                visit(child, parent, depth)
+
+    visit(root, None, 0)
+    return items, headings
+
+
+def _as_step(
+    node: SyntaxTreeNode,
+    lines: list[_Line],
+    place: tuple[int, int | None, int],
+    phase: str | None,
+) -> _Item | None:
+    """The item as a step, if cmark-gfm would render its box.
+
+    `place` is the number the step would get, its parent's and its depth.
+    """
+    first = node.children[0] if node.children else None
+    if first is None or first.type not in ("paragraph", "heading", "table"):
+        return None
+    if node.map is None or first.map is None or first.map[0] != node.map[0]:
+        return None
+    line = lines[node.map[0]]
+    box = _BOX.match(line.text)
+    if box is None:
+        return None
+
+    indent, column = _content_indent(line.text)
+    done = "[x]" in line.text or "[X]" in line.text
+    offset = line.start + len(line.text[: box.start(1)].encode("utf-8"))
+    title = line.text[box.end(1) + 1 :].strip()
+    number, parent, depth = place
+    return _Item(
+        node,
+        number,
+        node.map[0],
+        offset,
+        done,
+        title,
+        indent,
+        column,
+        parent,
+        depth,
+        phase,
+    )
+
+
+def _content_indent(text: str) -> tuple[str, int]:
+    """The whitespace that puts a line into the item's content."""
+    marker = _MARKER.match(text)
+    assert marker is not None, "a step line starts with its list marker"
+    end = marker.end()
+    while end < len(text) and text[end] in " \t":
+        end += 1
+    if _columns(text[:end]) - _columns(text[: marker.end()]) > 4:
+        # More than four blanks after the marker: the content starts after one.
+        end = marker.end() + 1
+    prefix = "".join(c if c in " \t" else " " for c in text[:end])
+    return prefix, _columns(prefix)
+
+
+def _columns(text: str) -> int:
+    column = 0
+    for char in text:
+        column = column + 4 - column % 4 if char == "\t" else column + 1
+    return column
+
+
+def _dedent(text: str, columns: int) -> str:
+    column, index = 0, 0
+    while index < len(text) and column < columns and text[index] in " \t":
+        column = column + 4 - column % 4 if text[index] == "\t" else column + 1
+        index += 1
+    return " " * max(column - columns, 0) + text[index:]
+
+
+def _children(items: list[_Item]) -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {n: [] for n in range(1, len(items) + 1)}
+    for number, item in enumerate(items, start=1):
+        if item.parent is not None:
+            children[item.parent].append(number)
+    return children
+
+
+def _step(number: int, item: _Item, children: list[_Item], lines: list[_Line]) -> Step:
+    found = [(q, _note_of(q, item, lines)) for q in item.node.children]
+    notes = [(q, text) for q, text in found if text is not None]
+    hidden = [child.node for child in children] + [q for q, _ in notes]
+    own = [i for i in range(item.line + 1, _end(item.node)) if not _inside(i, hidden)]
+    return Step(
+        number=number,
+        line=item.line + 1,
+        offset=item.offset,
+        done=item.done,
+        title=item.title,
+        body=_join(_dedent(lines[i].text, item.column) for i in own),
+        verify=_verify(item, hidden, lines),
+        phase=item.phase,
+        depth=item.depth,
+        parent=item.parent,
+        children=tuple(c.number for c in children),
+        notes=tuple(text for _, text in notes),
+    )
+
+
+def _end(node: SyntaxTreeNode) -> int:
+    assert node.map is not None
+    return node.map[1]
+
+
+def _inside(line: int, nodes: list[SyntaxTreeNode]) -> bool:
+    return any(n.map is not None and n.map[0] <= line < n.map[1] for n in nodes)
+
+
+def _join(lines: Any) -> str:
+    """Join lines with "\\n", dropping blank lines at both ends."""
+    kept = [line.rstrip(" \t") for line in lines]
+    while kept and not kept[-1]:
+        kept.pop()
+    while kept and not kept[0]:
+        kept.pop(0)
+    return "\n".join(kept)
+
+
+def _inline_text(heading: SyntaxTreeNode) -> str:
+    return heading.children[0].content.strip() if heading.children else ""
+
+
+def _verify(
+    item: _Item, hidden: list[SyntaxTreeNode], lines: list[_Line]
+) -> str | None:
+    """The command of the first `Verify:` line of the step's own text."""
+    for paragraph in _own_paragraphs(item.node, hidden):
+        assert paragraph.map is not None
+        for index in range(paragraph.map[0], paragraph.map[1]):
+            if index == item.line:
+                continue
+            found = _VERIFY.fullmatch(_dedent(lines[index].text, item.column).strip())
+            if found and found["command"]:
+                return _unquote(found["command"])
+    return None
+
+
+def _own_paragraphs(
+    node: SyntaxTreeNode, hidden: list[SyntaxTreeNode]
+) -> list[SyntaxTreeNode]:
+    found = []
+    for child in node.children:
+        if child in hidden or child.type == "inline":
+            continue
+        if child.type == "paragraph":
+            found.append(child)
+        found.extend(_own_paragraphs(child, hidden))
+    return found
+
+
+def _unquote(command: str) -> str | None:
+    quoted = re.fullmatch(r"(`+)\s*(.*?)\s*\1", command.strip())
+    value = quoted.group(2) if quoted else command.strip()
+    return value or None
+
+
+def _context(
+    lines: list[_Line],
+    start: int,
+    items: list[_Item],
+    headings: list[SyntaxTreeNode],
+    title: SyntaxTreeNode | None,
+) -> str:
+    """The text every step sees: from the top to the first step or section."""
+    ends = [item.line for item in items[:1]]
+    ends += [h.map[0] for h in headings if h is not title and h.map is not None][:1]
+    end = min(ends, default=len(lines))
+    skip = [title] if title is not None else []
+    kept = (lines[i].text for i in range(start, end) if not _inside(i, skip))
+    return _join(text.removeprefix("\ufeff") for text in kept)
+
+
+def _note_of(node: SyntaxTreeNode, item: _Item, lines: list[_Line]) -> str | None:
+    """The text of a note ralph wrote, if this block is one."""
+    if node.type != "blockquote" or node.map is None:
+        return None
+    texts = []
+    for index in range(node.map[0], node.map[1]):
+        text = _dedent(lines[index].text, item.column)
+        quote = _QUOTE.match(text)
+        texts.append(text[quote.end() :] if quote else text)
+    if not texts[0].startswith(_NOTE_START):
+        return None
+    first = texts[0][len(_NOTE_START) :].removeprefix(" ")
+    return _join([first, *(t.removeprefix("\\") for t in texts[1:])])
+
+
+def _note_text(text: str) -> str:
+    clean = text.replace("\0", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    note = _join(_TEXT_NEWLINE.split(clean))
+    if not note:
+        raise ValueError("a note needs some text")
+    return note
+
+
+def _note_block(note: str, indent: str, form: str) -> list[str]:
+    """The note's lines; "closed" ends the quote, "separated" also sets it apart."""
+    first, *rest = note.split("\n")
+    block = [f"{indent}> {_NOTE_START} {first}"]
+    block += [f"{indent}> {_escape(line)}" if line else f"{indent}>" for line in rest]
+    if form != "plain":
+        # An empty quote line closes the note's paragraph, so the next line
+        # cannot continue it lazily.
+        block.append(f"{indent}>")
+    if form == "separated":
+        # A blank line keeps the note out of a quote or HTML block above it.
+        block.insert(0, "")
+    return block
+
+
+def _escape(line: str) -> str:
+    return line if _PLAIN_START.match(line) else "\\" + line
+
+
+def _current_item(items: list[_Item], step: Step) -> _Item:
+    # Lines above the step may have moved, but it must still be the same step.
+    if step.number > len(items) or items[step.number - 1].title != step.title:
+        raise PlanError(
+            f"step {step.number} ({step.title!r}) is not in the plan any more; "
+            "the plan changed since it was read, so read it again"
+        )
+    return items[step.number - 1]
+
+
+def _body_end(item: _Item, children: list[SyntaxTreeNode], lines: list[_Line]) -> int:
+    """The last non-blank line of the step's own text, before any child step."""
+    boundary = _end(item.node)
+    for block in item.node.children[1:]:
+        if block.map is not None and any(c in children for c in _tree(block)):
+            boundary = block.map[0]
+            break
+    last = boundary - 1
+    while last > item.line and not lines[last].text.strip(" \t"):
+        last -= 1
+    return last
+
+
+def _tree(node: SyntaxTreeNode) -> list[SyntaxTreeNode]:
+    return [node, *(d for c in node.children if c.type != "inline" for d in _tree(c))]
+
+
+def _insert_lines(
+    data: bytes, lines: list[_Line], anchor: int, block: list[str]
+) -> bytes:
+    line = lines[anchor]
+    eol = line.eol or next((x.eol for x in lines if x.eol), b"\n")
+    encoded = [text.encode("utf-8") for text in block]
+    if line.eol:
+        at = line.end + len(line.eol)
+        return data[:at] + b"".join(text + eol for text in encoded) + data[at:]
+    return (
+        data[: line.end] + b"".join(eol + text for text in encoded) + data[line.end :]
+    )
+
+
+def _same_but_note(before: Plan, after: Plan, step: Step, note: str) -> bool:
+    """Whether `after` is `before` with one more note under `step`."""
+    whole = (before.title, before.context, before.front, len(before.steps))
+    if whole != (after.title, after.context, after.front, len(after.steps)):
+        return False
+    for old, new in zip(before.steps, after.steps, strict=True):
+        notes = (*old.notes, note) if old.number == step.number else old.notes
+        if _comparable(old) != _comparable(new) or new.notes != notes:
+            return False
+    return True
+
+
+def _comparable(step: Step) -> tuple[Any, ...]:
+    return (
+        step.number,
+        step.done,
+        step.title,
+        step.body,
+        step.verify,
+        step.phase,
+        step.depth,
+        step.parent,
+        step.children,
+    )
+
+
+# markdown-it reads CommonMark much as cmark does, except where a line that
+# misses its container's indent meets an open paragraph. These rules make it
+# decide such lines the way cmark does.
+
+
+def _continues_paragraph(state: StateBlock, line: int) -> bool:
+    """Whether the line would carry on an open paragraph, as markdown-it decides."""
+    if state.sCount[line] - state.blkIndent > 3 or state.sCount[line] < 0:
+        return True
+    saved, state.parentType = state.parentType, "paragraph"
+    try:
+        rules = state.md.block.ruler.getRules("paragraph")
+        return not any(rule(state, line, state.lineMax, True) for rule in rules)
+    finally:
+        state.parentType = saved
+
+
+def _html_block(state: StateBlock, start: int, end: int, silent: bool) -> bool:
+    if html_block(state, start, end, silent):
+        return True
+    # cmark tries block starts on a lazy line, or on a line after a table
+    # row, as if no paragraph were open: there a lone tag opens an HTML block.
+    free = state.parentType in ("blockquote", "table")
+    if not (free or state.sCount[start] < state.blkIndent):
+        return False
+    if not silent or state.is_code_block(start):
+        return False
+    text = state.src[state.bMarks[start] + state.tShift[start] : state.eMarks[start]]
+    return bool(HTML_SEQUENCES[-1][0].search(text))
+
+
+def _reference(state: StateBlock, start: int, end: int, silent: bool) -> bool:
+    if not reference(state, start, end, silent):
+        return False
+    # cmark reads a link definition as the start of a paragraph, so a line
+    # that cannot interrupt a paragraph carries on as its text.
+    after = state.line
+    if silent or after >= state.lineMax or state.isEmpty(after):
+        return True
+    if _continues_paragraph(state, after):
+        state.line = start
+        return False
+    return True
+
+
+class _BlockParser(ParserBlock):
+    """Keeps the indent of each container being parsed, for `_starts_nothing`."""
+
+    def tokenize(self, state: StateBlock, startLine: int, endLine: int) -> None:
+        indents = state.env.setdefault(_INDENTS, [])
+        indents.append(state.blkIndent)
+        try:
+            super().tokenize(state, startLine, endLine)
+        finally:
+            indents.pop()
+
+
+def _starts_nothing(rule: Callable[[StateBlock, int, int, bool], bool]) -> Any:
+    """Let `rule` interrupt a paragraph only where cmark would try it."""
+
+    def interrupts(state: StateBlock, start: int, end: int, silent: bool) -> bool:
+        column = state.sCount[start]
+        if silent and state.parentType == "paragraph" and column < state.blkIndent:
+            # A lazy line four columns past the container it does sit in
+            # would be indented code, which cannot interrupt a paragraph.
+            inside = [i for i in state.env.get(_INDENTS, []) if i <= column]
+            if column - max(inside, default=0) >= 4:
+                return False
+        return bool(rule(state, start, end, silent))
+
+    return interrupts
+
+
+def _commonmark_like_cmark() -> MarkdownIt:
+    markdown = MarkdownIt("commonmark").enable("table").use(front_matter_plugin)
+    parser = _BlockParser()
+    parser.ruler = markdown.block.ruler
+    markdown.block = parser
+
+    html_alt = ["paragraph", "reference", "blockquote"]
+    markdown.block.ruler.at("html_block", _html_block, {"alt": html_alt})
+    markdown.block.ruler.at("reference", _reference)
+    for rule in list(markdown.block.ruler.__rules__):
+        if "paragraph" in rule.alt:
+            markdown.block.ruler.at(
+                rule.name, _starts_nothing(rule.fn), {"alt": rule.alt}
+            )
+    return markdown
+
+
+_INDENTS = "ralph.plan.indents"
+_MARKDOWN = _commonmark_like_cmark()
