@@ -88,7 +88,7 @@ def trim_around(lines: list[str], center: int, limit: int) -> str:
 
 def render_notes(plan: Plan, current: Step) -> str:
     """Notes earlier steps left, the newest first to survive the size bound."""
-    blocks = []
+    blocks: list[str] = []
     size = 0
     for step in reversed(plan.steps[: current.number - 1]):
         for note in reversed(step.notes):

@@ -186,7 +186,7 @@ def add_note(data: bytes, step: Step, text: str) -> bytes:
     lines = _split_lines(data)
 
     for anchor in dict.fromkeys((_body_end(item, children, lines), item.line)):
-        for form in ("plain", "closed", "separated"):
+        for form in ("plain", "closed", "separated", "apart"):
             block = _note_block(note, item.indent, form)
             candidate = _insert_lines(data, lines, anchor, block)
             if _same_but_note(plan, _read(candidate, plan.path)[0], step, note):
@@ -514,7 +514,7 @@ def _note_text(text: str) -> str:
 
 
 def _note_block(note: str, indent: str, form: str) -> list[str]:
-    """The note's lines; "closed" ends the quote, "separated" also sets it apart."""
+    """The note's lines in one of four forms, each safer than the one before."""
     first, *rest = note.split("\n")
     block = [f"{indent}> {_NOTE_START} {first}"]
     block += [f"{indent}> {_escape(line)}" if line else f"{indent}>" for line in rest]
@@ -522,9 +522,12 @@ def _note_block(note: str, indent: str, form: str) -> list[str]:
         # An empty quote line closes the note's paragraph, so the next line
         # cannot continue it lazily.
         block.append(f"{indent}>")
-    if form == "separated":
-        # A blank line keeps the note out of a quote or HTML block above it.
+    if form in ("separated", "apart"):
+        # A blank line keeps the note out of a quote or HTML block above it,
         block.insert(0, "")
+    if form == "apart":
+        # and one after it keeps a quote below from running on from the note.
+        block.append("")
     return block
 
 

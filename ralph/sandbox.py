@@ -79,7 +79,7 @@ def kept(root: Path) -> list[Path]:
 
 
 def resolve_sandbox(settings: Settings) -> str:
-    """"bwrap" or "none": what the settings' `sandbox` comes to on this machine."""
+    """What the settings' `sandbox` comes to on this machine: "bwrap" or "none"."""
     if settings.sandbox not in KINDS:
         raise InputError(
             f"sandbox must be one of {', '.join(KINDS)}, got {settings.sandbox!r}"

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TEST_IDENTITY, git, make_repo, run_ralph
+
+from tests.conftest import ROOT, TEST_IDENTITY, git, make_repo, run_ralph
 
 GOOD = "---\nengine: shell\n---\n# Plan\n\n- [ ] Step\n  ```sh\n  true\n  ```\n"
 
@@ -34,8 +35,9 @@ def start_merge(repo: Path) -> None:
     git(repo, "checkout", "-q", "main")
     (repo / "README.md").write_text("main\n")
     git(repo, "commit", "-qam", "main")
-    subprocess.run(["git", *TEST_IDENTITY, "merge", "other"], cwd=repo,
-                   capture_output=True)
+    subprocess.run(
+        ["git", *TEST_IDENTITY, "merge", "other"], cwd=repo, capture_output=True
+    )
     assert (repo / ".git" / "MERGE_HEAD").exists()
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import git, ralph_commits
-from ralph.plan import load_plan
 
 from ralph.cli import cli
+from ralph.plan import load_plan
+from tests.conftest import git, ralph_commits
 
 PLAN = """---
 engine: claude

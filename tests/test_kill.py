@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import ROOT, git, ralph_commits, run_ralph
 from ralph.plan import load_plan
+from tests.conftest import ROOT, git, ralph_commits, run_ralph
 
 
 def kill_plan(flag: Path) -> str:

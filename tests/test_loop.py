@@ -7,10 +7,10 @@ import subprocess
 from pathlib import Path
 
 from click.testing import CliRunner
-from conftest import ROOT, git, ralph_commits
-from ralph.plan import load_plan
 
 from ralph.cli import cli
+from ralph.plan import load_plan
+from tests.conftest import ROOT, git, ralph_commits
 
 DEMO = ROOT / "tasks" / "demo.md"
 

@@ -381,7 +381,8 @@ def test_a_note_never_changes_the_steps(
 def _assert_only_inserted(before: bytes, after: bytes, step: Step) -> None:
     """The old lines are all still there, around one run of new lines."""
     old, new = ENDINGS.split(before), ENDINGS.split(after)
-    first = next(i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b)
+    pairs = enumerate(zip(old, new, strict=False))
+    first = next((i for i, (a, b) in pairs if a != b), len(old))
     count = len(new) - len(old)
     assert new[:first] + new[first + count :] == old
     if ENDINGS.findall(before):
