@@ -185,7 +185,10 @@ def add_note(data: bytes, step: Step, text: str) -> bytes:
     note = _note_text(text)
     lines = _split_lines(data)
 
-    for anchor in dict.fromkeys((_body_end(item, children, lines), item.line)):
+    # After the details, else after the title's paragraph, else after its line.
+    title_end = _end(item.node.children[0]) - 1
+    anchors = (_body_end(item, children, lines), title_end, item.line)
+    for anchor in dict.fromkeys(anchors):
         for form in ("plain", "closed", "separated", "apart"):
             block = _note_block(note, item.indent, form)
             candidate = _insert_lines(data, lines, anchor, block)
