@@ -1,0 +1,158 @@
+"""The runner checks the work: protected files, honest notes, budgets in git."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ralph.cli import cli
+from ralph.plan import load_plan
+from tests.conftest import git, ralph_commits
+from tests.fakes.anthropic_server import FakeAnthropic, Turn
+
+
+def commit_plan(repo: Path, text: str) -> Path:
+    (repo / "plan.md").write_text(text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "plan")
+    return repo / "plan.md"
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.output
+
+
+def test_an_attempt_that_edits_a_protected_test_is_rejected(repo: Path) -> None:
+    (repo / "tests").mkdir()
+    (repo / "tests" / "test_app.py").write_text("assert False\n")
+    plan = commit_plan(
+        repo,
+        """---
+engine: shell
+max_attempts: 1
+protect: ["tests/*"]
+---
+# Cheat
+
+- [ ] Make the test pass
+  ```sh
+  echo "assert True" > tests/test_app.py
+  echo "print('app')" > app.py
+  ```
+  Verify: `python3 tests/test_app.py`
+""",
+    )
+
+    code, _ = invoke("run", str(plan))
+
+    assert code == 3
+    assert (repo / "tests" / "test_app.py").read_text() == "assert False\n"
+    assert not (repo / "app.py").exists()
+    note = load_plan(plan).steps[0].notes[-1]
+    assert "protected files (tests/test_app.py)" in note
+
+
+def test_a_step_done_with_no_change_and_no_check_says_so(repo: Path) -> None:
+    plan = commit_plan(
+        repo,
+        """---
+engine: shell
+---
+# Nothing
+
+- [ ] Look around
+  ```sh
+  ls > /dev/null
+  ```
+""",
+    )
+    code, _ = invoke("run", str(plan))
+    assert code == 0
+    assert "no change and no verify command" in load_plan(plan).steps[0].notes[-1]
+
+
+def test_a_check_that_passes_before_the_attempt_is_shown_in_the_prompt(
+    repo: Path,
+) -> None:
+    plan = commit_plan(
+        repo,
+        """---
+engine: shell
+---
+# Already
+
+- [ ] Already there
+  ```sh
+  true
+  ```
+  Verify: `test -f README.md`
+""",
+    )
+    code, _ = invoke("run", str(plan))
+    assert code == 0
+    [prompt] = list((repo / ".ralph" / "logs").rglob("prompt.md"))
+    assert "`test -f README.md`: already passes" in prompt.read_text()
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAnthropic]:
+    monkeypatch.setenv("RALPH_RETRY_BASE", "0.001")
+    with FakeAnthropic() as server:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-key-000")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+        yield server
+
+
+def test_a_budget_holds_across_separate_runs(
+    repo: Path, fake: FakeAnthropic, caplog: pytest.LogCaptureFixture
+) -> None:
+    plan = commit_plan(
+        repo,
+        """---
+budget_tokens: 100
+---
+# Spend
+
+- [ ] One
+- [ ] Two
+- [ ] Three
+""",
+    )
+    fake.add(Turn.finish())
+
+    code, _ = invoke("run", str(plan))
+
+    assert code == 3
+    assert "stopping before step 2" in caplog.text and "budget_tokens" in caplog.text
+    assert ralph_commits(repo) == ["ralph: One"]
+    assert len(fake.bodies) == 1
+    caplog.clear()
+
+    code, _ = invoke("run", str(plan))
+
+    assert code == 3
+    assert "stopping before step 2" in caplog.text
+    assert len(fake.bodies) == 1  # the second run spent nothing
+    assert ralph_commits(repo) == ["ralph: One"]
+
+
+def test_a_turn_limit_fails_the_attempt(repo: Path, fake: FakeAnthropic) -> None:
+    plan = commit_plan(
+        repo,
+        """---
+max_turns: 2
+max_attempts: 1
+---
+# Chatty
+
+- [ ] Never finishes
+""",
+    )
+    fake.add(*[Turn.tool("bash", {"command": "true"})] * 2)
+    code, _ = invoke("run", str(plan))
+    assert code == 3
+    assert "turn" in load_plan(plan).steps[0].notes[-1]
