@@ -16,6 +16,7 @@ from importlib import resources
 from typing import Any
 
 import anthropic
+import yaml
 from jsonschema import Draft202012Validator
 
 from ralph.config import Settings
@@ -179,7 +180,7 @@ def render_plan(data: dict[str, Any], front: dict[str, Any]) -> str:
 
 
 def render_front(front: dict[str, Any]) -> list[str]:
-    return [f"{key}: {json.dumps(value)}" for key, value in front.items()]
+    return yaml.safe_dump(front, sort_keys=False, allow_unicode=True).splitlines()
 
 
 def render_step(step: dict[str, Any]) -> list[str]:

@@ -217,3 +217,12 @@ def test_lint_finds_what_wastes_attempts(tmp_path: Path) -> None:
 
     code, _ = invoke("lint", str(plan), "--strict")
     assert code == 2
+
+
+@pytest.mark.parametrize("name", ["todo-cli.md", "url-shortener.md"])
+def test_example_plans_are_in_the_shape_ralph_new_writes(name: str) -> None:
+    plan = parse_plan((ROOT / "tasks" / name).read_bytes(), Path(name))
+    assert plan.front == {"engine": "anthropic", "model": "claude-sonnet-4-6"}
+    assert plan.steps and all(step.verify and step.phase for step in plan.steps)
+    code, output = invoke("lint", str(ROOT / "tasks" / name))
+    assert code == 0 and "no findings" in output
