@@ -23,6 +23,7 @@ import anthropic
 from anthropic.types import Message, ToolUseBlock
 
 from ralph.config import Settings
+from ralph.context import template
 from ralph.engines import Attempt, Report, Status, Usage
 from ralph.errors import InputError
 from ralph.pricing import cost_usd
@@ -31,16 +32,10 @@ from ralph.tools import BASH, EDITOR, FINISH, Toolbox, ToolResult
 
 log = logging.getLogger("ralph")
 
-NUDGE = (
-    "You ended your turn without calling finish_step. Call finish_step now: "
-    "status done if the step's work is complete, blocked if it cannot be done."
-)
-CUT_TEXT = "Your reply was cut at max_tokens. Continue, in shorter pieces."
-CUT_CALL = (
-    "not run: the reply hit max_tokens while this call was being written, so "
-    "its input may be incomplete. Send it again, smaller (for a big file, "
-    "create it in parts or edit it with several str_replace calls)."
-)
+# Short turns ralph adds to a conversation; their text lives in prompts/.
+NUDGE = template("nudge.md").template.strip()
+CUT_TEXT = template("cut-text.md").template.strip()
+CUT_CALL = template("cut-call.md").template.strip()
 FAILED_STOPS = {
     "refusal": "the model refused the step",
     "model_context_window_exceeded": "the conversation outgrew the context window",
