@@ -19,12 +19,12 @@ from ralph.config import Settings, load_settings
 from ralph.engines import build_engine
 from ralph.errors import EXIT_INTERRUPTED, InputError
 from ralph.git import Repo
-from ralph.ledger import read_books
 from ralph.lint import lint_plan
 from ralph.loop import Runner
 from ralph.new import PLAN_NAME, check_target, create_project, slug
 from ralph.plan import Plan, load_plan
 from ralph.planner import plan_idea
+from ralph.status import status_lines
 
 log = logging.getLogger("ralph")
 
@@ -103,29 +103,8 @@ def status(plan: Path) -> None:
     parsed = load_plan(plan)
     repo = Repo.discover(plan.resolve())
     rel = plan.resolve().relative_to(repo.root).as_posix()
-    books = read_books(repo, rel)
-
-    done = sum(step.done for step in parsed.steps)
-    click.echo(f"{rel}: {done} of {len(parsed.steps)} steps done")
-    attempts = tokens = 0
-    cost = 0.0
-    for step in parsed.steps:
-        entry = books.get(step.title)
-        box = "x" if step.done else " "
-        line = f"{'  ' * step.depth}[{box}] {step.number}. {step.title}"
-        if entry is not None:
-            attempts += entry.attempts
-            tokens += entry.usage.total_tokens
-            cost += entry.usage.cost_usd
-            blocked = entry.commits[-1].trailers.get("Ralph-Outcome") == "blocked"
-            state = "blocked, " if blocked and not step.done else ""
-            line += (
-                f"  ({state}{entry.attempts} attempts, "
-                f"{entry.usage.total_tokens:,} tokens, "
-                f"${entry.usage.cost_usd:.4f}, {entry.commits[-1].sha[:8]})"
-            )
+    for line in status_lines(parsed, repo, rel):
         click.echo(line)
-    click.echo(f"total: {attempts} attempts, {tokens:,} tokens, ${cost:.4f}")
 
 
 @cli.command()

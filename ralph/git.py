@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,10 @@ FALLBACK_NAME = "ralph"
 FALLBACK_EMAIL = "ralph@localhost"
 RALPH_DIR = ".ralph"
 # Hooks are files an attempt could have written; ralph's own commits skip them.
-SAFE_CONFIG = ["-c", "core.hooksPath=/dev/null", "-c", "commit.gpgSign=false"]
+SAFE_CONFIG = [
+    *("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"),
+    *("-c", "commit.gpgSign=false"),
+]
 
 
 @dataclass(frozen=True)
@@ -226,10 +230,14 @@ class Repo:
 
     # -- commits ----------------------------------------------------------
 
-    def commit(self, message: str, paths: list[str] | None = None) -> str:
-        """Commit everything (or only `paths`) and return the new HEAD."""
+    def commit(
+        self, message: str, paths: list[str] | None = None, leave: Sequence[str] = ()
+    ) -> str:
+        """Commit everything but `leave` (or only `paths`); return the new HEAD."""
         if paths is None:
             self.git("add", "-A")
+            if leave:
+                self.git("reset", "-q", "--", *leave)
             self.git("commit", "-q", "--allow-empty", "-F", "-", input=message)
         else:
             self.git("add", "--", *paths)

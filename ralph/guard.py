@@ -76,6 +76,24 @@ def resolve_inside(workspace: Path, path: str) -> Path:
     return resolved
 
 
+def check_single_link(path: Path) -> None:
+    """Refuse to write a file with other hard links: one may lie outside.
+
+    A hard link has no target to resolve, so `resolve_inside` cannot see
+    where its other names are; writing through it would change them all.
+    """
+    try:
+        links = path.stat().st_nlink
+    except FileNotFoundError:
+        return
+    if links > 1:
+        raise GuardError(
+            f"refused: `{path.name}` has {links} hard links, and writing it would "
+            "change the file under every name, perhaps outside the workspace; "
+            "copy it to a new file instead"
+        )
+
+
 def is_credential(name: str) -> bool:
     """Whether an environment variable's name looks like it holds a secret."""
     upper = name.upper()

@@ -74,22 +74,32 @@ class StepBooks:
     usage: Usage = field(default_factory=Usage)
     commits: list[Commit] = field(default_factory=list)
 
+    @property
+    def blocked(self) -> bool:
+        return bool(self.commits) and (
+            self.commits[-1].trailers.get("Ralph-Outcome") == "blocked"
+        )
 
-def read_books(repo: Repo, plan: str) -> dict[str, StepBooks]:
-    """The ledger of every step of `plan`, keyed by step title, from `git log`."""
-    books: dict[str, StepBooks] = {}
+
+def step_commits(repo: Repo, plan: str) -> dict[str, list[Commit]]:
+    """The step commits of `plan`, oldest first, by step title, from `git log`."""
+    by_title: dict[str, list[Commit]] = {}
     for commit in reversed(repo.ralph_commits()):
-        if commit.trailers.get("Ralph-Plan") != plan:
-            continue
-        entry = books.setdefault(commit.trailers["Ralph-Step"], StepBooks())
-        entry.attempts += int(commit.trailers.get("Ralph-Attempts", "0") or 0)
-        entry.usage.add(usage_from(commit.trailers))
-        entry.commits.append(commit)
+        if commit.trailers.get("Ralph-Plan") == plan:
+            by_title.setdefault(commit.trailers["Ralph-Step"], []).append(commit)
+    return by_title
+
+
+def books_of(commits: list[Commit]) -> StepBooks:
+    books = StepBooks(commits=commits)
+    for commit in commits:
+        books.attempts += int(commit.trailers.get("Ralph-Attempts", "0") or 0)
+        books.usage.add(usage_from(commit.trailers))
     return books
 
 
 def total_spend(repo: Repo, plan: str) -> Usage:
     total = Usage()
-    for entry in read_books(repo, plan).values():
-        total.add(entry.usage)
+    for commits in step_commits(repo, plan).values():
+        total.add(books_of(commits).usage)
     return total

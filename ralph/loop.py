@@ -12,11 +12,12 @@ import logging
 import os
 import stat
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ralph import context
-from ralph.commands import CommandResult, bound_output, run_shell
+from ralph.commands import CommandResult, bound_output, run_command
 from ralph.config import Settings
 from ralph.engines import Attempt, Engine, Report
 from ralph.errors import EXIT_BLOCKED, EXIT_OK, InputError
@@ -25,6 +26,8 @@ from ralph.guard import scrub_env
 from ralph.ledger import Ledger, total_spend
 from ralph.lock import workspace_lock
 from ralph.plan import Plan, Step, add_note, load_plan, tick, write_atomic
+from ralph.sandbox import Sandbox, check_read_only_possible, resolve_sandbox
+from ralph.secrets import secret_files
 
 log = logging.getLogger("ralph")
 
@@ -79,6 +82,8 @@ class Runner:
                 f"`- [ ] Write the parser`, one per step"
             )
         self.repo.check_usable()
+        resolve_sandbox(self.settings)
+        check_read_only_possible(self.settings)
         self.repo.exclude_ralph_dir()
         with workspace_lock(self.repo.root):
             resume = self.prepare()
@@ -161,13 +166,17 @@ class Runner:
         handoff = context.template("resume.md").substitute(
             diffstat=stat or "(no changes)"
         )
-        log.info("resuming %r after an interrupted attempt", ledger.title)
+        log.info(
+            "resuming %r: an earlier run stopped during its attempt %d",
+            ledger.title,
+            ledger.attempts,
+        )
         return Resume(ledger=ledger, base=base, handoff=handoff)
 
     def budget_reached(self, steps_run: int) -> str | None:
         settings = self.settings
         if settings.max_steps is not None and steps_run >= settings.max_steps:
-            return f"ran {steps_run} steps, the --max-steps limit"
+            return f"ran {plural(steps_run, 'step')}, the --max-steps limit"
         if settings.budget_usd is None and settings.budget_tokens is None:
             return None
         spent = total_spend(self.repo, self.plan_rel)
@@ -221,7 +230,8 @@ class Runner:
             ref = self.reject(step, number, base, problem)
             handoff = self.handoff(problem, report, ref)
 
-        reason = f"{self.settings.max_attempts} attempts failed; the last: {problem}"
+        tries = plural(self.settings.max_attempts, "attempt")
+        reason = f"{tries} failed; the last: {problem}"
         return self.block(step, ledger, reason)
 
     def attempt(
@@ -284,7 +294,14 @@ class Runner:
         for result in results:
             if not result.ok:
                 tail = bound_output(result.output, HANDOFF_TAIL)
-                return Verdict(f"verify {result.describe()}:\n{tail}", results)
+                last = first_line(
+                    result.output.strip().splitlines()[-1:][0]
+                    if result.output.strip()
+                    else "(no output)"
+                )
+                return Verdict(
+                    f"verify {result.describe()}, ending: {last}\n\n{tail}", results
+                )
         return Verdict(None, results)
 
     def protected_changes(self, plan_before: bytes) -> list[str]:
@@ -309,9 +326,15 @@ class Runner:
     def verify(self, commands: list[str], log_file: Path) -> list[CommandResult]:
         results = []
         for command in commands:
-            result = run_shell(
-                command, self.repo.root, self.env, self.settings.verify_timeout
-            )
+            with Sandbox(self.settings, self.repo.root) as box:
+                argv = box.wrap(["bash", "-c", command])
+                result = run_command(
+                    argv,
+                    self.repo.root,
+                    self.env,
+                    self.settings.verify_timeout,
+                    display=command,
+                )
             results.append(result)
             with log_file.open("a", encoding="utf-8") as f:
                 f.write(f"$ {command}\n{result.output}\n[{result.describe()}]\n")
@@ -343,19 +366,38 @@ class Runner:
         note = report.summary.strip()
         if report.notes.strip():
             note += "\n\n" + report.notes.strip()
-        if not verdict.checks and not self.repo.changed_paths():
+        changed = self.repo.changed_paths()
+        if not verdict.checks and not changed:
             note += "\n\n(done with no change and no verify command)"
+        secrets = secret_files(self.repo.root, changed)
+        if secrets:
+            left = "; ".join(f"{path} ({why})" for path, why in secrets)
+            note += f"\n\nLeft out of the commit, as they look like secrets: {left}"
+            log.warning("not committing files that look like secrets: %s", left)
         data = add_note(self.plan_path.read_bytes(), step, note or "done")
         data = tick_with_groups(data, self.plan_path, step)
         write_atomic(self.plan_path, data)
         passed = ", ".join(f"`{r.command}`" for r in verdict.checks) or "none"
-        self.commit_step(step, ledger, report.summary, verify=passed)
+        self.commit_step(
+            step,
+            ledger,
+            report.summary,
+            leave=[path for path, _ in secrets],
+            **{"Ralph-Verify": passed},
+        )
 
-    def commit_step(self, step: Step, ledger: Ledger, body: str, **extra: str) -> None:
+    def commit_step(
+        self,
+        step: Step,
+        ledger: Ledger,
+        body: str,
+        leave: Sequence[str] = (),
+        **extra: str,
+    ) -> None:
         message = ledger.message(
             f"ralph: {step.title}", body, **{"Ralph-Outcome": "done", **extra}
         )
-        sha = self.repo.commit(message)
+        sha = self.repo.commit(message, leave=leave)
         self.repo.delete_ref(WIP_REF)
         log.info("step %d done: committed %s", step.number, sha[:8])
 
@@ -419,6 +461,10 @@ def render_verify(commands: list[str], before: list[CommandResult]) -> str:
         state = "already passes" if result.ok else f"fails now ({result.describe()})"
         lines.append(f"- `{result.command}`: {state}")
     return "\n".join(lines)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def first_line(text: str) -> str:

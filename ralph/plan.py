@@ -39,6 +39,8 @@ _VERIFY = re.compile(
     r"(?:[-*+]\s+)?(?:verify:|(\*\*|__)verify(?::\1|\1:))\s*(?P<command>.*)",
     re.IGNORECASE,
 )
+# `---` then a `key:` line: front matter, whether or not it is closed.
+_UNCLOSED_FRONT = re.compile(r"---[ \t]*\r?\n[ \t]*[A-Za-z_][\w-]*[ \t]*:")
 _QUOTE = re.compile(r" {0,3}> ?")
 _NOTE_START = "ralph:"
 # A note line starting with one of these could open a block inside the quote.
@@ -240,6 +242,11 @@ def _read(data: bytes, path: Path) -> tuple[Plan, list[_Item]]:
     if tokens and tokens[0].type == "front_matter" and tokens[0].map:
         matter = read_front_matter(tokens[0].content, tokens[0].map[0] + 2, path)
         front, front_lines, front_end = matter.values, matter.lines, tokens[0].map[1]
+    elif _UNCLOSED_FRONT.match(text.removeprefix("\ufeff")):
+        raise PlanError(
+            f"{path}:1: front matter opens with `---` but no `---` line closes "
+            "it; add the closing line after the settings"
+        )
 
     items, headings = _scan(SyntaxTreeNode(tokens), lines)
     children = _children(items)
@@ -272,8 +279,8 @@ def _decode(data: bytes, path: Path) -> str:
     except UnicodeDecodeError as error:
         line = _line_number(data, error.start)
         raise PlanError(
-            f"{path}:{line}: is not valid UTF-8 (byte 0x{data[error.start]:02x}); "
-            "save the plan as UTF-8"
+            f"{path}:{line}: the plan is not valid UTF-8 (byte "
+            f"0x{data[error.start]:02x}); save it as UTF-8"
         ) from None
 
 

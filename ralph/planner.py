@@ -22,7 +22,7 @@ from jsonschema import Draft202012Validator
 from ralph.config import Settings
 from ralph.context import template
 from ralph.engines import Usage
-from ralph.errors import RalphError
+from ralph.errors import InputError, RalphError
 from ralph.pricing import cost_usd
 from ralph.retry import StreamCut, call_with_retry
 
@@ -71,7 +71,14 @@ def plan_idea(idea: str, model: str | None, engine: str | None) -> bytes:
     settings = Settings()
     settings.model = model or os.environ.get("RALPH_MODEL") or settings.model
     log.info("planning with %s", settings.model)
-    with AnthropicEngine.from_settings(settings).connect() as client:
+    try:
+        planner = AnthropicEngine.from_settings(settings)
+    except InputError:
+        raise InputError(
+            "ralph new asks the model for a plan, so it needs ANTHROPIC_API_KEY; "
+            "export it, or start from a plan of your own with --plan FILE"
+        ) from None
+    with planner.connect() as client:
         data, usage = request_plan(client, idea, settings)
     steps = sum(len(phase["steps"]) for phase in data["phases"])
     log.info("planned %d steps for $%.4f", steps, usage.cost_usd)

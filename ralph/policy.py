@@ -7,7 +7,7 @@ stops the mistakes a model makes in plain words: publishing or rewriting
 git history, deleting outside the work tree, becoming root, writing into
 `.git/`, signalling ralph's own process, reading other processes'
 environments. The wall is the sandbox (`ralph.sandbox`); without it, the
-policy is all there is, and the README says so.
+policy is all there is.
 
 The line is split into simple commands on `;`, `&&`, `||`, `|`, `&`,
 newlines and subshell brackets; `bash -c` and `eval` strings and `$(...)`
@@ -37,6 +37,7 @@ HEREDOC = re.compile(
 # `.git` as a path of its own, not `.gitignore`, `x.git` or `--exclude=.git`;
 # `.git/*` is left alone as the exclusion pattern it nearly always is.
 GIT_PATH = re.compile(r"(?<![\w.=-])\.git(?:/(?!\*)|$|(?=['\"\s,;)\]]))")
+SUBSTITUTION = re.compile(r"\$\(([^()]*)\)|`([^`]*)`")
 ENVIRON = re.compile(r"(?<!/proc/self)(?<!/proc/thread-self)/environ\b")
 
 # Wrappers that run the command after them: options taking a value, and the
@@ -144,11 +145,12 @@ def plain_text(text: str) -> str:
     """The line without comments, line continuations and here-document bodies.
 
     shlex knows none of the three: a quote in a comment or a here-document
-    would make the whole line unreadable to it.
+    would make the whole line unreadable to it. What a body substitutes
+    with `$(...)` is kept, on lines of its own, since the shell runs it.
     """
     out: list[str] = []
     quote = ""
-    pending: list[tuple[str, bool]] = []
+    pending: list[HereDoc] = []
     at = 0
     while at < len(text):
         char = text[at]
@@ -166,15 +168,14 @@ def plain_text(text: str) -> str:
         elif char == "#" and before in " \t\n;&|()":
             at = text.find("\n", at) if "\n" in text[at:] else len(text)
             continue
-        elif (heredoc := HEREDOC.match(text, at)) and not text.startswith("<<<", at):
-            delimiter = next(group for group in heredoc.groups()[1:] if group)
-            pending.append((delimiter, heredoc.group(1) == "-"))
-            out.append(heredoc.group(0))
-            at = heredoc.end()
+        elif (match := HEREDOC.match(text, at)) and not text.startswith("<<<", at):
+            pending.append(here_doc(match))
+            out.append(match.group(0))
+            at = match.end()
             continue
         elif char == "\n" and pending:
-            out.append("\n")
-            at = skip_bodies(text, at + 1, pending)
+            at, commands = skip_bodies(text, at + 1, pending)
+            out.append("\n" + "".join(f"{command}\n" for command in commands))
             pending = []
             continue
         out.append(char)
@@ -182,17 +183,36 @@ def plain_text(text: str) -> str:
     return "".join(out)
 
 
-def skip_bodies(text: str, at: int, delimiters: list[tuple[str, bool]]) -> int:
-    """The position after the here-document bodies that start at `at`."""
-    for delimiter, strip_tabs in delimiters:
+@dataclass(frozen=True)
+class HereDoc:
+    delimiter: str
+    strip_tabs: bool
+    # With an unquoted delimiter the shell runs the `$(...)` in the body.
+    expands: bool
+
+
+def here_doc(match: re.Match[str]) -> HereDoc:
+    dash, single, double, bare = match.groups()
+    quoted = single is not None or double is not None or "\\" in match.group(0)
+    delimiter = next(part for part in (single, double, bare) if part is not None)
+    return HereDoc(delimiter, dash == "-", not quoted)
+
+
+def skip_bodies(text: str, at: int, docs: list[HereDoc]) -> tuple[int, list[str]]:
+    """The position after the bodies that start at `at`, and the commands
+    substituted in those the shell expands."""
+    commands: list[str] = []
+    for doc in docs:
         while at < len(text):
             end = text.find("\n", at)
             end = len(text) if end == -1 else end
             line = text[at:end]
             at = end + 1
-            if (line.lstrip("\t") if strip_tabs else line) == delimiter:
+            if (line.lstrip("\t") if doc.strip_tabs else line) == doc.delimiter:
                 break
-    return min(at, len(text))
+            if doc.expands:
+                commands += [a or b for a, b in SUBSTITUTION.findall(line)]
+    return min(at, len(text)), commands
 
 
 def command_words(words: list[str]) -> list[str]:

@@ -67,7 +67,9 @@ CLIENT_ERROR = Fault(False, "the API rejected the request")
 STREAM_ERROR = Fault(False, "the API reported an error in the reply stream")
 CUT = Fault(True, "the reply stream was cut")
 TIMEOUT = Fault(True, "the request timed out")
-UNREACHABLE = Fault(True, "the connection to the API failed")
+UNREACHABLE = Fault(
+    True, "the connection to the API failed (check the network and ANTHROPIC_BASE_URL)"
+)
 
 KEY_REFUSED = {401, 403}
 

@@ -19,6 +19,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from functools import cache, partial
@@ -46,9 +47,11 @@ def sandbox_argv(
     """`argv` wrapped in bubblewrap, confined as the module docstring says."""
     root = workspace.resolve()
     work = "--ro-bind" if settings.read_only else "--bind"
+    hidden = [Path("/tmp"), *homes()]
     mounts = [
         (Path("/tmp"), ["--bind", str(tmp), "/tmp"]),
-        *((home, ["--tmpfs", str(home)]) for home in homes()),
+        *((home, ["--tmpfs", str(home)]) for home in hidden[1:]),
+        *((tool, ["--ro-bind", str(tool), str(tool)]) for tool in tools(hidden)),
         (root, [work, str(root), str(root)]),
         *((part, ["--ro-bind", str(part), str(part)]) for part in kept(root)),
     ]
@@ -72,6 +75,26 @@ def homes() -> list[Path]:
     paths = {Path(home).resolve() for home in found if home}
     # Hiding / would hide everything, the work tree's parents included.
     return sorted(path for path in paths if path != Path("/") and path.is_dir())
+
+
+def tools(hidden: list[Path]) -> list[Path]:
+    """Tool folders that hiding the home or /tmp would take away: kept, read-only.
+
+    These are the folders on PATH and Python's own prefixes (a virtualenv,
+    a pyenv version). A `shims` folder brings its manager along (~/.pyenv),
+    since a shim only runs with it; any other bin folder is kept alone, so
+    a tool's siblings (~/.cargo/credentials.toml) stay hidden.
+    """
+    folders = [Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p]
+    folders += [Path(sys.prefix), Path(sys.base_prefix)]
+    found = set()
+    for folder in folders:
+        real = folder.resolve()
+        if real.name == "shims":
+            real = real.parent
+        if real.is_dir() and any(place in real.parents for place in hidden):
+            found.add(real)
+    return sorted(found)
 
 
 def kept(root: Path) -> list[Path]:

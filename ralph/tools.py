@@ -5,11 +5,14 @@ which the models are trained on; ralph runs them here, in the workspace.
 `finish_step` is ralph's: it carries the attempt's report. Every input is
 checked against its schema first, and every failure, a refused path
 included, comes back as an error result the model can read and act on.
+Commands pass the command policy (`ralph.policy`) and then run in the
+sandbox (`ralph.sandbox`) when there is one.
 """
 
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +21,11 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from ralph.commands import OUTPUT_LIMIT, run_shell
+from ralph.commands import OUTPUT_LIMIT, run_command
 from ralph.config import Settings
-from ralph.guard import GuardError, resolve_inside, scrub_env
+from ralph.guard import GuardError, check_single_link, resolve_inside, scrub_env
+from ralph.policy import check_command
+from ralph.sandbox import Sandbox, check_read_only_possible
 
 BASH = "bash"
 EDITOR = "str_replace_based_edit_tool"
@@ -116,7 +121,11 @@ def check_input(name: str, input: object) -> str | None:
 
 
 class Toolbox:
-    """Runs the model's tool calls in one workspace for one attempt."""
+    """Runs the model's tool calls in one workspace for one attempt.
+
+    Without a `sandbox` given, the toolbox makes its own from the settings;
+    `close` (or the toolbox's end) removes that sandbox's private /tmp.
+    """
 
     def __init__(
         self,
@@ -124,17 +133,29 @@ class Toolbox:
         settings: Settings,
         env: dict[str, str],
         deadline: float | None = None,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.workspace = workspace.resolve()
         self.settings = settings
         # The caller scrubs already; scrubbing again costs nothing and is safer.
         self.env = scrub_env(env, settings.env_allow)
         self.deadline = deadline
+        check_read_only_possible(settings)
+        self.closer: Callable[[], object] = lambda: None
+        if sandbox is None:
+            sandbox = Sandbox(settings, self.workspace)
+            # A sandbox of the toolbox's own, private /tmp and all, ends with it.
+            self.closer = weakref.finalize(self, sandbox.close)
+        self.sandbox = sandbox
         self.runners: dict[str, Callable[[dict[str, Any]], ToolResult]] = {
             BASH: self.bash,
             EDITOR: self.edit,
             FINISH: lambda _: ToolResult("the report is recorded; the attempt ends"),
         }
+
+    def close(self) -> None:
+        """Remove the private /tmp of the toolbox's own sandbox, if it made one."""
+        self.closer()
 
     def definitions(self) -> list[dict[str, Any]]:
         return [
@@ -170,8 +191,13 @@ class Toolbox:
         command = input.get("command", "")
         if not command.strip():
             return ToolResult("bash needs a command", True)
+        refused = check_command(command, self.workspace, self.env)
+        if refused is not None:
+            return ToolResult(f"not run: {refused}", True)
 
-        result = run_shell(command, self.workspace, self.env, self.command_timeout())
+        argv = self.sandbox.wrap(["bash", "-c", command])
+        timeout = self.command_timeout()
+        result = run_command(argv, self.workspace, self.env, timeout, display=command)
         output = result.output if result.output.strip() else "(no output)"
         if result.timed_out:
             head = f"timed out after {result.seconds:.0f}s; the command was killed"
@@ -189,6 +215,11 @@ class Toolbox:
         command = input["command"]
         if command == "view":
             return self.view(path, input)
+        if self.settings.read_only:
+            raise ToolFailure(
+                f"{command} is refused: this run is read-only, so the editor "
+                "only views files"
+            )
         if command == "create":
             return self.create(path, input["file_text"])
         if command == "str_replace":
@@ -252,7 +283,7 @@ class Toolbox:
             raise ToolFailure(f"{self.shown(path)} is a directory")
         verb = "overwrote" if path.exists() else "created"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(text.encode("utf-8"))
+        self.write(path, text)
         return ToolResult(f"{verb} {self.shown(path)} ({line_count(text)})")
 
     def replace(self, path: Path, old: str, new: str) -> ToolResult:
@@ -268,7 +299,7 @@ class Toolbox:
 
         at = text.index(old)
         edited = text[:at] + new + text[at + len(old) :]
-        path.write_bytes(edited.encode("utf-8"))
+        self.write(path, edited)
         first = text.count("\n", 0, at) + 1
         last = first + new.count("\n")
         return ToolResult(f"edited {self.shown(path)}:\n{snippet(edited, first, last)}")
@@ -301,12 +332,16 @@ class Toolbox:
         if not new.endswith(("\n", "\r")):
             new += ending
         edited = "".join(lines[:after]) + new + "".join(lines[after:])
-        path.write_bytes(edited.encode("utf-8"))
+        self.write(path, edited)
         last = after + count_lines(new)
         return ToolResult(
             f"inserted after line {after} of {self.shown(path)}:\n"
             f"{snippet(edited, after + 1, last)}"
         )
+
+    def write(self, path: Path, text: str) -> None:
+        check_single_link(path)
+        path.write_bytes(text.encode("utf-8"))
 
     def read_whole(self, path: Path) -> str:
         if not path.is_file():

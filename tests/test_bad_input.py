@@ -41,6 +41,10 @@ def start_merge(repo: Path) -> None:
     assert (repo / ".git" / "MERGE_HEAD").exists()
 
 
+def start_rebase(repo: Path) -> None:
+    (repo / ".git" / "rebase-merge").mkdir()
+
+
 def read_only(repo: Path) -> None:
     (repo / "plan.md").chmod(0o444)
 
@@ -53,6 +57,12 @@ CASES: dict[str, tuple[bytes, Callable[[Path], None] | None, str]] = {
     "huge": (b"- [ ] step\n" + b"x" * (21 * 1024 * 1024), None, "MB"),
     "front matter not yaml": (b"---\nengine: [shell\n---\n- [ ] a\n", None, "YAML"),
     "front matter not a mapping": (b"---\n- a\n- b\n---\n- [ ] a\n", None, "mapping"),
+    "front matter never closed": (
+        b"---\nengine: shell\n\n# Plan\n\n- [ ] a\n",
+        None,
+        "no `---` line closes it",
+    ),
+    "rebase in progress": (GOOD.encode(), lambda repo: start_rebase(repo), "rebase"),
     "misspelled key": (b"---\nmax_attemps: 2\n---\n- [ ] a\n", None, "max_attempts"),
     "wrong type": (b"---\nmax_attempts: three\n---\n- [ ] a\n", None, "max_attempts"),
     "unknown key under ralph": (

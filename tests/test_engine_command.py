@@ -74,9 +74,11 @@ def test_claude_engine_gets_the_fresh_context_on_stdin(
     assert call["argv"][:1] == ["-p"]
     assert "# Your step: Write hello.txt" in call["prompt"]
     assert "RALPH: done" in call["prompt"]
+    assert "finish_step" not in call["prompt"]  # the API engine's tools are not its
     assert call["key"] == "sk-ant-test-key"  # the agent's own credential
     assert call["secret"] is None
     assert ralph_commits(repo) == ["ralph: Write hello.txt"]
+    assert load_plan(repo / "plan.md").steps[0].notes == ("Wrote hello.txt.",)
     trailers = git(repo, "log", "-1", "--format=%(trailers)")
     assert "Ralph-Cost-USD: 0.250000" in trailers
     assert "Ralph-Input-Tokens: 100" in trailers

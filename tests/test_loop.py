@@ -67,8 +67,55 @@ def test_status_reads_the_books_back_from_git(repo: Path) -> None:
 
     assert code == 0
     assert "4 of 4 steps done" in output
-    assert "[x] 1. Write the word counter  (1 attempts" in output
+    assert "[x] 1. Write the word counter  (1 attempt, 0 tokens" in output
     assert "total: 4 attempts" in output
+
+
+def test_status_tells_steps_with_the_same_title_apart(repo: Path) -> None:
+    write_plan(
+        repo,
+        """---
+engine: shell
+---
+# Twins
+
+- [ ] Same
+  ```sh
+  echo 1 > one
+  ```
+- [ ] Same
+  ```sh
+  echo 2 > two
+  ```
+""",
+    )
+    invoke("run", str(repo / "plan.md"))
+
+    code, output = invoke("status", str(repo / "plan.md"))
+
+    assert output.count("(1 attempt, ") == 2
+    assert "total: 2 attempts" in output
+
+
+def test_status_shows_the_step_in_progress(repo: Path) -> None:
+    shutil.copy(DEMO, repo / "plan.md")
+    git(repo, "add", "plan.md")
+    git(repo, "commit", "-qm", "plan")
+    marker = git(
+        repo,
+        "commit-tree",
+        "HEAD^{tree}",
+        "-p",
+        "HEAD",
+        "-m",
+        "ralph: wip\n\nRalph-Step: Test it\nRalph-Step-Number: 2\n"
+        "Ralph-Plan: plan.md\nRalph-Attempts: 2",
+    ).strip()
+    git(repo, "update-ref", "refs/ralph/wip", marker)
+
+    _, output = invoke("status", str(repo / "plan.md"))
+
+    assert "[ ] 2. Test it  (in progress, attempt 2)" in output
 
 
 def test_a_failed_attempt_is_kept_on_a_ref_and_the_retry_starts_clean(
@@ -79,6 +126,7 @@ def test_a_failed_attempt_is_kept_on_a_ref_and_the_retry_starts_clean(
         repo,
         f"""---
 engine: shell
+sandbox: none
 ---
 # Flaky
 
@@ -168,7 +216,7 @@ def test_a_step_without_shell_blocks_is_blocked(repo: Path) -> None:
     write_plan(repo, "---\nengine: shell\n---\n# Nothing\n\n- [ ] Think hard\n")
     code, _ = invoke("run", str(repo / "plan.md"))
     assert code == 3
-    assert "no ```sh" in load_plan(repo / "plan.md").steps[0].notes[-1]
+    assert "no sh or bash code block" in load_plan(repo / "plan.md").steps[0].notes[-1]
 
 
 def test_groups_are_ticked_with_their_last_child(repo: Path) -> None:
@@ -273,6 +321,7 @@ def test_the_models_own_commits_are_folded_into_the_step(repo: Path) -> None:
         repo,
         """---
 engine: shell
+sandbox: none
 ---
 # Commits
 

@@ -446,7 +446,10 @@ def test_write_atomic_leaves_the_old_file_when_writing_fails(tmp_path: Path) -> 
     ("content", "message"),
     [
         (b"# Plan\n\x00\x01binary", r"plan.md:2: holds a NUL byte.*text file"),
-        (b"# Plan\n\n- [ ] caf\xe9\n", r"plan.md:3: is not valid UTF-8.*as UTF-8"),
+        (
+            b"# Plan\n\n- [ ] caf\xe9\n",
+            r"plan.md:3: the plan is not valid UTF-8.*as UTF-8",
+        ),
         (b"---\nengine: [shell\n---\n", r"plan.md:\d: .* not valid YAML.*fix it"),
         (b"---\ntitle: a\n  bad: indent\n---\n", r"plan.md:3: .*not valid YAML"),
         (b"---\n- a\n- b\n---\n", r"plan.md:2: .* is a list.*`key: value`"),

@@ -156,3 +156,64 @@ max_attempts: 1
     code, _ = invoke("run", str(plan))
     assert code == 3
     assert "turn" in load_plan(plan).steps[0].notes[-1]
+
+
+def test_files_that_look_like_secrets_stay_out_of_the_commit(repo: Path) -> None:
+    plan = commit_plan(
+        repo,
+        """---
+engine: shell
+---
+# Secrets
+
+- [ ] Configure the app
+  ```sh
+  echo "DEBUG=1" > settings.ini
+  echo "API_TOKEN=hunter2" > .env
+  printf -- '-----BEGIN OPENSSH PRIVATE KEY-----\\nb3BlbnNzaC1rZXk=\\n' > deploy_key
+  ```
+""",
+    )
+
+    code, _ = invoke("run", str(plan))
+
+    assert code == 0
+    committed = git(repo, "show", "--name-only", "--format=", "HEAD").split()
+    assert sorted(committed) == ["plan.md", "settings.ini"]
+    assert (repo / ".env").exists() and (repo / "deploy_key").exists()
+    note = load_plan(plan).steps[0].notes[-1]
+    assert ".env" in note and "deploy_key" in note and "secrets" in note
+
+
+def test_commands_run_in_the_sandbox_when_bubblewrap_works(
+    repo: Path, tmp_path: Path
+) -> None:
+    from ralph.sandbox import bwrap_problem
+
+    if bwrap_problem():
+        pytest.skip(f"bubblewrap is not usable here: {bwrap_problem()}")
+    outside = tmp_path / "outside.txt"
+    plan = commit_plan(
+        repo,
+        f"""---
+engine: shell
+max_attempts: 1
+---
+# Contained
+
+- [ ] Try to leave
+  ```sh
+  echo escaped > {outside} || true
+  ls ~ > home.txt
+  echo inside > inside.txt
+  ```
+  Verify: `test -f inside.txt && ! test -s home.txt && touch {outside}.verify || true`
+""",
+    )
+
+    code, _ = invoke("run", str(plan))
+
+    assert code == 0
+    assert not outside.exists()
+    assert not Path(f"{outside}.verify").exists()
+    assert git(repo, "show", "HEAD:inside.txt") == "inside\n"

@@ -74,7 +74,11 @@ class AnthropicEngine:
             self.connect() as client,
             Transcript(attempt.log_dir, self.api_key) as transcript,
         ):
-            report = Conversation(client, attempt, transcript).run()
+            conversation = Conversation(client, attempt, transcript)
+            try:
+                report = conversation.run()
+            finally:
+                conversation.toolbox.close()
             transcript.write(
                 "report",
                 status=report.status,

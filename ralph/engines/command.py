@@ -57,9 +57,9 @@ class CommandEngine:
         return cls(settings.engine, argv)
 
     def run(self, attempt: Attempt) -> Report:
-        prompt = template("agent.md").substitute(
-            system=attempt.system, prompt=attempt.prompt
-        )
+        # The agent brings its own tools, so it gets its own instructions
+        # rather than the built-in engine's system prompt.
+        prompt = template("agent.md").substitute(prompt=attempt.prompt)
         keys = AGENT_KEYS.get(self.name, ())
         env = {**attempt.env, **{k: os.environ[k] for k in keys if k in os.environ}}
         started = time.monotonic()
@@ -95,7 +95,7 @@ def read_report(output: str, exit_code: int) -> Report:
     """How the agent says it ended: its status line, else its exit code."""
     text = agent_text(output)
     matches = STATUS_LINE.findall(text)
-    summary = bound_output(text.strip(), SUMMARY_LIMIT)
+    summary = bound_output(STATUS_LINE.sub("", text).strip(), SUMMARY_LIMIT)
     if exit_code != 0:
         return Report("failed", f"the agent exited {exit_code}:\n{summary}")
     if matches and matches[-1][0].lower() == "blocked":

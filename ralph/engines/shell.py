@@ -13,6 +13,7 @@ from markdown_it import MarkdownIt
 
 from ralph.commands import run_command
 from ralph.engines import Attempt, Report
+from ralph.sandbox import Sandbox
 
 SHELL_LANGUAGES = {"sh", "bash", "shell"}
 
@@ -25,13 +26,17 @@ class ShellEngine:
         if not blocks:
             return Report(
                 "blocked",
-                "the step has no ```sh or ```bash block for the shell engine to run",
+                "the step has no sh or bash code block for the shell engine to run",
             )
 
+        with Sandbox(attempt.settings, attempt.workspace) as box:
+            return self.run_blocks(attempt, blocks, box)
+
+    def run_blocks(self, attempt: Attempt, blocks: list[str], box: Sandbox) -> Report:
         transcript = attempt.log_dir / "transcript.jsonl"
         for index, code in enumerate(blocks, 1):
             result = run_command(
-                ["bash", "-e", "-o", "pipefail", "-c", code],
+                box.wrap(["bash", "-e", "-o", "pipefail", "-c", code]),
                 attempt.workspace,
                 attempt.env,
                 attempt.settings.command_timeout,
