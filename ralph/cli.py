@@ -56,6 +56,17 @@ def cli() -> None:
     help="Fresh attempts per step before it is blocked.",
 )
 @click.option(
+    "--sandbox",
+    type=click.Choice(["auto", "bwrap", "none"]),
+    help="Where commands run: bubblewrap if it works (auto), always, or never.",
+)
+@click.option(
+    "--read-only",
+    is_flag=True,
+    default=None,
+    help="Steps may read and run commands but not change files (needs bwrap).",
+)
+@click.option(
     "--allow-dirty",
     is_flag=True,
     help="Start even with uncommitted changes; the next step's commit includes them.",
@@ -66,6 +77,8 @@ def run(
     model: str | None,
     max_steps: int | None,
     max_attempts: int | None,
+    sandbox: str | None,
+    read_only: bool | None,
     allow_dirty: bool,
 ) -> None:
     """Run or resume PLAN, one step at a time.
@@ -83,6 +96,8 @@ def run(
         "model": model,
         "max_steps": max_steps,
         "max_attempts": max_attempts,
+        "sandbox": sandbox,
+        "read_only": read_only or None,
     }
     parsed = load_plan(plan)
     Repo.discover(plan.resolve()).check_usable()

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from functools import cache, partial
+from functools import cache
 from itertools import chain
 from pathlib import Path
 from types import TracebackType
@@ -97,6 +97,18 @@ def tools(hidden: list[Path]) -> list[Path]:
     return sorted(found)
 
 
+def tied_to_ralph(argv: list[str]) -> list[str]:
+    """Unsandboxed, a command still dies with ralph, even when ralph is killed.
+
+    bubblewrap's --die-with-parent does this inside the sandbox; outside it,
+    util-linux's setpriv asks the kernel for the same.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return list(argv)
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv]
+
+
 def kept(root: Path) -> list[Path]:
     return [root / part for part in READ_ONLY_PARTS if (root / part).exists()]
 
@@ -169,13 +181,6 @@ def check_read_only_possible(settings: Settings) -> None:
         )
 
 
-def wrap_for(settings: Settings, workspace: Path, tmp: Path) -> Wrap:
-    """A function that wraps a command's argv the way the settings ask."""
-    if resolve_sandbox(settings) == "none":
-        return list
-    return partial(sandbox_argv, workspace=workspace, settings=settings, tmp=tmp)
-
-
 class Sandbox:
     """The containment of one attempt's commands, with the private /tmp they share.
 
@@ -190,7 +195,7 @@ class Sandbox:
 
     def wrap(self, argv: list[str]) -> list[str]:
         if self.kind == "none":
-            return list(argv)
+            return tied_to_ralph(argv)
         if self.tmp is None:
             self.tmp = Path(tempfile.mkdtemp(prefix="ralph-tmp-"))
         return sandbox_argv(argv, self.workspace, self.settings, self.tmp)

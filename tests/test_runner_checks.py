@@ -217,3 +217,37 @@ max_attempts: 1
     assert not outside.exists()
     assert not Path(f"{outside}.verify").exists()
     assert git(repo, "show", "HEAD:inside.txt") == "inside\n"
+
+
+def test_a_read_only_run_may_read_and_run_but_not_change_files(repo: Path) -> None:
+    from ralph.sandbox import bwrap_problem
+
+    if bwrap_problem():
+        pytest.skip(f"bubblewrap is not usable here: {bwrap_problem()}")
+    plan = commit_plan(
+        repo,
+        """---
+engine: shell
+max_attempts: 1
+---
+# Audit
+
+- [ ] Read the README
+  ```sh
+  grep -q work README.md
+  ```
+- [ ] Try to change it
+  ```sh
+  echo changed > README.md
+  ```
+""",
+    )
+
+    code, _ = invoke("run", str(plan), "--read-only")
+
+    assert code == 3
+    assert (repo / "README.md").read_text() == "# work\n"
+    steps = load_plan(plan).steps
+    assert steps[0].done and not steps[1].done
+    first = git(repo, "show", "--name-only", "--format=", "HEAD~1").split()
+    assert first == ["plan.md"]

@@ -98,3 +98,35 @@ def test_a_second_runner_refuses_and_a_dead_ones_lock_is_taken_over(
     third = run_ralph("run", "plan.md", cwd=repo)
     assert third.returncode == 0, third.stderr
     assert ralph_commits(repo)[-1] == "ralph: Long step"
+
+
+def test_a_killed_ralph_takes_its_unsandboxed_command_along(
+    repo: Path, tmp_path: Path
+) -> None:
+    shell = tmp_path / "shell"
+    (repo / "plan.md").write_text(
+        "---\nengine: shell\nsandbox: none\n---\n# Orphan\n\n"
+        f"- [ ] Wait\n  ```sh\n  echo $$ > {shell}\n  sleep 60\n"
+        "  echo late > late.txt\n  ```\n"
+    )
+    git(repo, "add", "plan.md")
+    git(repo, "commit", "-qm", "plan")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ralph", "run", "plan.md"],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not (shell.exists() and shell.read_text().strip()):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    deadline = time.monotonic() + 5
+    while alive(int(shell.read_text())):
+        assert time.monotonic() < deadline, "the step's shell outlived ralph"
+        time.sleep(0.05)
