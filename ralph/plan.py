@@ -185,7 +185,7 @@ def add_note(data: bytes, step: Step, text: str) -> bytes:
     title_end = _end(item.node.children[0]) - 1
     anchors = (_body_end(item, children, lines), title_end, item.line)
     for anchor in dict.fromkeys(anchors):
-        for form in ("plain", "closed", "separated", "apart"):
+        for form in ("plain", "closed", "spaced", "separated", "apart"):
             block = _note_block(note, item.indent, form)
             candidate = _insert_lines(data, lines, anchor, block)
             if _same_but_note(plan, _read(candidate, plan.path)[0], step, note):
@@ -518,15 +518,15 @@ def _note_text(text: str) -> str:
 
 
 def _note_block(note: str, indent: str, form: str) -> list[str]:
-    """The note's lines in one of four forms, each safer than the one before."""
+    """The note's lines in one of five forms, each safer than the one before."""
     first, *rest = note.split("\n")
     block = [f"{indent}> {_NOTE_START} {first}"]
     block += [f"{indent}> {_escape(line)}" if line else f"{indent}>" for line in rest]
-    if form != "plain":
+    if form in ("closed", "separated", "apart"):
         # An empty quote line closes the note's paragraph, so the next line
         # cannot continue it lazily.
         block.append(f"{indent}>")
-    if form in ("separated", "apart"):
+    if form in ("spaced", "separated", "apart"):
         # A blank line keeps the note out of a quote or HTML block above it,
         block.insert(0, "")
     if form == "apart":
