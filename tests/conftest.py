@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.fakes.anthropic_server import FakeAnthropic
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_IDENTITY = ["-c", "user.name=Test User", "-c", "user.email=test@example.com"]
@@ -77,3 +80,21 @@ def run_ralph(
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "work", {"README.md": "# work\n"})
+
+
+def commit_plan(repo: Path, text: str) -> Path:
+    """Write plan.md into the repository and commit it, as a user would."""
+    (repo / "plan.md").write_text(text, encoding="utf-8")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "plan")
+    return repo / "plan.md"
+
+
+@pytest.fixture
+def fake_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAnthropic]:
+    """The fake Messages API, with ralph's environment pointing at it."""
+    monkeypatch.setenv("RALPH_RETRY_BASE", "0.001")
+    with FakeAnthropic() as server:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-key-000")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+        yield server

@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from ralph.sandbox import bwrap_problem
 from ralph.secrets import secret_files
 from tests.conftest import ROOT, git, make_repo
 from tests.fakes.anthropic_server import FakeAnthropic, Turn
+from tests.fakes.listener import Listener
 
 EDITOR = "str_replace_based_edit_tool"
 PROBLEM = bwrap_problem()
@@ -367,25 +367,6 @@ CASES = [
     for case in ESCAPES
     for mode in case.modes
 ]
-
-
-class Listener:
-    """A TCP port on 127.0.0.1 that counts the connections made to it."""
-
-    def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.server.setblocking(False)
-        self.port = self.server.getsockname()[1]
-
-    def accepted(self) -> int:
-        count = 0
-        while True:
-            try:
-                connection, _ = self.server.accept()
-            except BlockingIOError:
-                return count
-            connection.close()
-            count += 1
 
 
 @dataclass

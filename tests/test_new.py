@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +41,6 @@ GOOD_PLAN: dict[str, Any] = {
 }
 
 
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAnthropic]:
-    monkeypatch.setenv("RALPH_RETRY_BASE", "0.001")
-    with FakeAnthropic() as server:
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-key-000")
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-        yield server
-
-
 def invoke(*args: str, input: str | None = None) -> tuple[int, str]:
     result = CliRunner().invoke(cli, list(args), input=input)
     if result.exit_code == 1 and not result.output:
@@ -63,9 +53,9 @@ def bash(command: str) -> Turn:
 
 
 def test_an_idea_becomes_a_repository_that_runs(
-    tmp_path: Path, fake: FakeAnthropic
+    tmp_path: Path, fake_api: FakeAnthropic
 ) -> None:
-    fake.add(
+    fake_api.add(
         Turn.tool("write_plan", GOOD_PLAN),
         bash("printf 'echo hello\\n' > greet.sh"),
         Turn.finish(),
@@ -82,25 +72,25 @@ def test_an_idea_becomes_a_repository_that_runs(
         "ralph: Write greet.sh",
         "ralph: Add a README",
     ]
-    planning = fake.bodies[0]
+    planning = fake_api.bodies[0]
     assert [tool["name"] for tool in planning["tools"]] == ["write_plan"]
     assert planning["tool_choice"] == {"type": "tool", "name": "write_plan"}
     assert IDEA in planning["messages"][0]["content"]
     # The first step's context is fresh: the planning chat is not in it.
-    assert len(fake.bodies[1]["messages"]) == 1
+    assert len(fake_api.bodies[1]["messages"]) == 1
 
 
 def test_an_invalid_plan_is_corrected_on_the_second_try(
-    tmp_path: Path, fake: FakeAnthropic
+    tmp_path: Path, fake_api: FakeAnthropic
 ) -> None:
     broken = {"title": "Greeter", "phases": [{"name": "x", "steps": []}]}
-    fake.add(Turn.tool("write_plan", broken), Turn.tool("write_plan", GOOD_PLAN))
+    fake_api.add(Turn.tool("write_plan", broken), Turn.tool("write_plan", GOOD_PLAN))
     folder = tmp_path / "greeter"
 
     code, output = invoke("new", IDEA, str(folder), "--plan-only")
 
     assert code == 0, output
-    retry = fake.bodies[1]["messages"][-1]["content"][0]
+    retry = fake_api.bodies[1]["messages"][-1]["content"][0]
     assert retry["type"] == "tool_result" and retry["is_error"] is True
     assert "context" in retry["content"]
     assert ralph_commits(folder) == ["ralph: plan"]
@@ -108,9 +98,9 @@ def test_an_invalid_plan_is_corrected_on_the_second_try(
 
 
 def test_a_model_that_never_plans_leaves_nothing_behind(
-    tmp_path: Path, fake: FakeAnthropic
+    tmp_path: Path, fake_api: FakeAnthropic
 ) -> None:
-    fake.add(*[Turn.tool("write_plan", {"title": "no phases"})] * 3)
+    fake_api.add(*[Turn.tool("write_plan", {"title": "no phases"})] * 3)
     folder = tmp_path / "greeter"
 
     code, output = invoke("new", IDEA, str(folder))
@@ -118,16 +108,16 @@ def test_a_model_that_never_plans_leaves_nothing_behind(
     assert code == 1
     assert "no valid plan in 3 tries" in output
     assert not folder.exists()
-    assert len(fake.bodies) == 3
+    assert len(fake_api.bodies) == 3
 
 
-def test_the_idea_can_come_from_stdin(tmp_path: Path, fake: FakeAnthropic) -> None:
-    fake.add(Turn.tool("write_plan", GOOD_PLAN))
+def test_the_idea_can_come_from_stdin(tmp_path: Path, fake_api: FakeAnthropic) -> None:
+    fake_api.add(Turn.tool("write_plan", GOOD_PLAN))
     code, output = invoke(
         "new", "-", str(tmp_path / "g"), "--plan-only", input="a greeter from stdin\n"
     )
     assert code == 0, output
-    assert "a greeter from stdin" in fake.bodies[0]["messages"][0]["content"]
+    assert "a greeter from stdin" in fake_api.bodies[0]["messages"][0]["content"]
 
 
 def test_new_from_the_demo_plan_runs_offline(tmp_path: Path) -> None:

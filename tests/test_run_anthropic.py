@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from click.testing import CliRunner
 
 from ralph.cli import cli
 from ralph.plan import load_plan
-from tests.conftest import git, ralph_commits
+from tests.conftest import commit_plan, git, ralph_commits
 from tests.fakes.anthropic_server import FakeAnthropic, Turn
 
 PLAN = """---
@@ -27,22 +25,6 @@ Write small text files.
 - [ ] Write b.txt
   Verify: `grep -q beta b.txt`
 """
-
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAnthropic]:
-    monkeypatch.setenv("RALPH_RETRY_BASE", "0.001")
-    with FakeAnthropic() as server:
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-key-000")
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-        yield server
-
-
-def commit_plan(repo: Path, text: str = PLAN) -> Path:
-    (repo / "plan.md").write_text(text)
-    git(repo, "add", "plan.md")
-    git(repo, "commit", "-qm", "plan")
-    return repo / "plan.md"
 
 
 def invoke(*args: str) -> tuple[int, str]:
@@ -69,9 +51,9 @@ def tool_use_ids(body: dict[str, Any]) -> set[str]:
     }
 
 
-def test_each_step_gets_a_fresh_context(repo: Path, fake: FakeAnthropic) -> None:
-    plan = commit_plan(repo)
-    fake.add(
+def test_each_step_gets_a_fresh_context(repo: Path, fake_api: FakeAnthropic) -> None:
+    plan = commit_plan(repo, PLAN)
+    fake_api.add(
         write("a.txt", "alpha"),
         Turn.finish("done", "wrote a.txt", "a is alpha"),
         write("b.txt", "beta"),
@@ -82,7 +64,7 @@ def test_each_step_gets_a_fresh_context(repo: Path, fake: FakeAnthropic) -> None
 
     assert code == 0, output
     assert ralph_commits(repo) == ["ralph: Write a.txt", "ralph: Write b.txt"]
-    bodies = fake.bodies
+    bodies = fake_api.bodies
     assert len(bodies) == 4
     step_one, step_two = bodies[:2], bodies[2:]
     assert "# Your step: Write a.txt" in first_prompt(step_one[0])
@@ -95,12 +77,14 @@ def test_each_step_gets_a_fresh_context(repo: Path, fake: FakeAnthropic) -> None
     assert "a is alpha" in first_prompt(step_two[0])
     # The system prompt is the same for every step, so the cache can serve it.
     assert step_one[0]["system"] == step_two[0]["system"]
-    assert fake.rejections == []
+    assert fake_api.rejections == []
 
 
-def test_every_tool_use_gets_its_tool_result(repo: Path, fake: FakeAnthropic) -> None:
+def test_every_tool_use_gets_its_tool_result(
+    repo: Path, fake_api: FakeAnthropic
+) -> None:
     plan = commit_plan(repo, PLAN.split("- [ ] Write b.txt")[0])
-    fake.add(
+    fake_api.add(
         Turn.tools(("bash", {"command": "true"}), ("bash", {"nonsense": 1})),
         Turn.tool(
             "str_replace_based_edit_tool",
@@ -113,8 +97,8 @@ def test_every_tool_use_gets_its_tool_result(repo: Path, fake: FakeAnthropic) ->
     code, output = invoke("run", str(plan))
 
     assert code == 0, output
-    for number, body in enumerate(fake.bodies[1:], 1):
-        asked = tool_use_ids({"messages": fake.bodies[number - 1]["messages"][-1:]})
+    for number, body in enumerate(fake_api.bodies[1:], 1):
+        asked = tool_use_ids({"messages": fake_api.bodies[number - 1]["messages"][-1:]})
         answered = {
             block["tool_use_id"]
             for block in body["messages"][-1]["content"]
@@ -122,14 +106,14 @@ def test_every_tool_use_gets_its_tool_result(repo: Path, fake: FakeAnthropic) ->
         }
         assert asked <= answered
     assert not (repo.parent / "escape.txt").exists()
-    assert fake.rejections == []
+    assert fake_api.rejections == []
 
 
 def test_a_failed_check_is_retried_fresh_with_a_handoff(
-    repo: Path, fake: FakeAnthropic
+    repo: Path, fake_api: FakeAnthropic
 ) -> None:
     plan = commit_plan(repo, PLAN.split("- [ ] Write b.txt")[0])
-    fake.add(
+    fake_api.add(
         write("a.txt", "wrong"),
         Turn.finish("done", "wrote it"),
         write("a.txt", "alpha"),
@@ -139,7 +123,7 @@ def test_a_failed_check_is_retried_fresh_with_a_handoff(
     code, output = invoke("run", str(plan))
 
     assert code == 0, output
-    second = fake.bodies[2]
+    second = fake_api.bodies[2]
     assert len(second["messages"]) == 1
     prompt = first_prompt(second)
     assert "rejected" in prompt and "grep -q alpha a.txt" in prompt
@@ -148,10 +132,10 @@ def test_a_failed_check_is_retried_fresh_with_a_handoff(
 
 
 def test_status_totals_equal_the_reported_usage(
-    repo: Path, fake: FakeAnthropic
+    repo: Path, fake_api: FakeAnthropic
 ) -> None:
-    plan = commit_plan(repo)
-    fake.add(
+    plan = commit_plan(repo, PLAN)
+    fake_api.add(
         write("a.txt", "alpha"), Turn.finish(), write("b.txt", "beta"), Turn.finish()
     )
     invoke("run", str(plan))
@@ -159,7 +143,7 @@ def test_status_totals_equal_the_reported_usage(
     code, output = invoke("status", str(plan))
 
     assert code == 0
-    replies = [r for r in fake.requests if r.path == "/v1/messages"]
+    replies = [r for r in fake_api.requests if r.path == "/v1/messages"]
     kinds = (
         "input_tokens",
         "output_tokens",
@@ -171,14 +155,16 @@ def test_status_totals_equal_the_reported_usage(
     assert f"{total:,} tokens" in output.splitlines()[-1]
 
 
-def test_blocked_by_the_model_stops_at_once(repo: Path, fake: FakeAnthropic) -> None:
-    plan = commit_plan(repo)
-    fake.add(Turn.finish("blocked", "needs a database password"))
+def test_blocked_by_the_model_stops_at_once(
+    repo: Path, fake_api: FakeAnthropic
+) -> None:
+    plan = commit_plan(repo, PLAN)
+    fake_api.add(Turn.finish("blocked", "needs a database password"))
 
     code, _ = invoke("run", str(plan))
 
     assert code == 3
-    assert len(fake.bodies) == 1
+    assert len(fake_api.bodies) == 1
     steps = load_plan(plan).steps
     assert "needs a database password" in steps[0].notes[-1]
     assert ralph_commits(repo) == ["ralph: blocked: Write a.txt"]

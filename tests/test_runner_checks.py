@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,15 +9,8 @@ from click.testing import CliRunner
 
 from ralph.cli import cli
 from ralph.plan import load_plan
-from tests.conftest import git, ralph_commits
+from tests.conftest import commit_plan, git, ralph_commits
 from tests.fakes.anthropic_server import FakeAnthropic, Turn
-
-
-def commit_plan(repo: Path, text: str) -> Path:
-    (repo / "plan.md").write_text(text)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-qm", "plan")
-    return repo / "plan.md"
 
 
 def invoke(*args: str) -> tuple[int, str]:
@@ -98,17 +90,8 @@ engine: shell
     assert "`test -f README.md`: already passes" in prompt.read_text()
 
 
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAnthropic]:
-    monkeypatch.setenv("RALPH_RETRY_BASE", "0.001")
-    with FakeAnthropic() as server:
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-key-000")
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-        yield server
-
-
 def test_a_budget_holds_across_separate_runs(
-    repo: Path, fake: FakeAnthropic, caplog: pytest.LogCaptureFixture
+    repo: Path, fake_api: FakeAnthropic, caplog: pytest.LogCaptureFixture
 ) -> None:
     plan = commit_plan(
         repo,
@@ -122,25 +105,25 @@ budget_tokens: 100
 - [ ] Three
 """,
     )
-    fake.add(Turn.finish())
+    fake_api.add(Turn.finish())
 
     code, _ = invoke("run", str(plan))
 
     assert code == 3
     assert "stopping before step 2" in caplog.text and "budget_tokens" in caplog.text
     assert ralph_commits(repo) == ["ralph: One"]
-    assert len(fake.bodies) == 1
+    assert len(fake_api.bodies) == 1
     caplog.clear()
 
     code, _ = invoke("run", str(plan))
 
     assert code == 3
     assert "stopping before step 2" in caplog.text
-    assert len(fake.bodies) == 1  # the second run spent nothing
+    assert len(fake_api.bodies) == 1  # the second run spent nothing
     assert ralph_commits(repo) == ["ralph: One"]
 
 
-def test_a_turn_limit_fails_the_attempt(repo: Path, fake: FakeAnthropic) -> None:
+def test_a_turn_limit_fails_the_attempt(repo: Path, fake_api: FakeAnthropic) -> None:
     plan = commit_plan(
         repo,
         """---
@@ -152,7 +135,7 @@ max_attempts: 1
 - [ ] Never finishes
 """,
     )
-    fake.add(*[Turn.tool("bash", {"command": "true"})] * 2)
+    fake_api.add(*[Turn.tool("bash", {"command": "true"})] * 2)
     code, _ = invoke("run", str(plan))
     assert code == 3
     assert "turn" in load_plan(plan).steps[0].notes[-1]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from ralph.sandbox import (
 )
 from ralph.tools import Toolbox
 from tests.conftest import make_repo
+from tests.fakes.listener import Listener
 
 PROBLEM = bwrap_problem()
 needs_bwrap = pytest.mark.skipif(
@@ -135,26 +135,6 @@ def test_tmp_is_private_and_shared_by_the_commands_of_one_sandbox(
     assert result.output == "kept\n/tmp\n"
     assert not Path("/tmp", marker).exists()
     assert private is not None and not private.exists()
-
-
-class Listener:
-    """A TCP port on 127.0.0.1 that counts the connections made to it."""
-
-    def __init__(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.server.setblocking(False)
-        self.port = self.server.getsockname()[1]
-
-    def accepted(self) -> int:
-        """Connections waiting in the backlog: each one reached the port."""
-        count = 0
-        while True:
-            try:
-                connection, _ = self.server.accept()
-            except BlockingIOError:
-                return count
-            connection.close()
-            count += 1
 
 
 @pytest.fixture

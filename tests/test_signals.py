@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, git, ralph_commits, run_ralph
+from tests.conftest import ROOT, commit_plan, git, ralph_commits, run_ralph
 
 PLAN = """---
 engine: shell
@@ -28,10 +28,9 @@ sandbox: none
 """
 
 
-def start(repo: Path, child: Path) -> subprocess.Popen[str]:
-    (repo / "plan.md").write_text(PLAN.format(child=child))
-    git(repo, "add", "plan.md")
-    git(repo, "commit", "-qm", "plan")
+def start(repo: Path, child: Path, plan: str = PLAN) -> subprocess.Popen[str]:
+    """Start `ralph run` on the plan and wait until its step wrote `child`."""
+    commit_plan(repo, plan.format(child=child))
     proc = subprocess.Popen(
         [sys.executable, "-m", "ralph", "run", "plan.md"],
         cwd=repo,
@@ -100,33 +99,32 @@ def test_a_second_runner_refuses_and_a_dead_ones_lock_is_taken_over(
     assert ralph_commits(repo)[-1] == "ralph: Long step"
 
 
+ORPHAN = """---
+engine: shell
+sandbox: none
+---
+# Orphan
+
+- [ ] Wait
+  ```sh
+  echo $$ > {child}
+  sleep 60
+  echo late > late.txt
+  ```
+"""
+
+
 def test_a_killed_ralph_takes_its_unsandboxed_command_along(
     repo: Path, tmp_path: Path
 ) -> None:
     shell = tmp_path / "shell"
-    (repo / "plan.md").write_text(
-        "---\nengine: shell\nsandbox: none\n---\n# Orphan\n\n"
-        f"- [ ] Wait\n  ```sh\n  echo $$ > {shell}\n  sleep 60\n"
-        "  echo late > late.txt\n  ```\n"
-    )
-    git(repo, "add", "plan.md")
-    git(repo, "commit", "-qm", "plan")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ralph", "run", "plan.md"],
-        cwd=repo,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while not (shell.exists() and shell.read_text().strip()):
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.02)
+    proc = start(repo, shell, ORPHAN)
 
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.communicate()
 
     deadline = time.monotonic() + 5
     while alive(int(shell.read_text())):
         assert time.monotonic() < deadline, "the step's shell outlived ralph"
         time.sleep(0.05)
+    assert not (repo / "late.txt").exists()
