@@ -162,9 +162,9 @@ class Runner:
             )
             self.commit_step(step, ledger, "committed after an interrupted run")
             return None
-        stat = self.repo.diff_stat(base)
+        changes = self.repo.diff_stat(base)
         handoff = context.template("resume.md").substitute(
-            diffstat=stat or "(no changes)"
+            diffstat=changes or "(no changes)"
         )
         log.info(
             "resuming %r: an earlier run stopped during its attempt %d",
