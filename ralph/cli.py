@@ -20,7 +20,7 @@ from ralph.engines import build_engine
 from ralph.errors import EXIT_INTERRUPTED, InputError
 from ralph.git import Repo
 from ralph.lint import lint_plan
-from ralph.loop import Runner
+from ralph.loop import Runner, require_steps
 from ralph.new import PLAN_NAME, check_target, create_project, slug
 from ralph.plan import Plan, load_plan
 from ralph.planner import plan_idea
@@ -100,6 +100,7 @@ def run(
         "read_only": read_only or None,
     }
     parsed = load_plan(plan)
+    require_steps(parsed)
     Repo.discover(plan.resolve()).check_usable()
     settings = resolve_settings(parsed, overrides)
     runner = Runner(plan, settings, build_engine(settings), allow_dirty=allow_dirty)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 OUTPUT_LIMIT = 30_000
 
@@ -54,34 +56,33 @@ def run_command(
     display: str | None = None,
     limit: int = OUTPUT_LIMIT,
 ) -> CommandResult:
-    """Run argv with stdout and stderr merged, ending its whole group on timeout."""
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        argv,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    timed_out = False
-    try:
-        raw, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        kill_group(proc)
-        raw, _ = proc.communicate()
-    except BaseException:
-        # An interrupt (Ctrl-C, SIGTERM) must not leave the command's tree behind.
-        kill_group(proc)
-        proc.wait()
-        raise
-    finally:
-        # Children that outlive the shell (a server started with `&`) go too.
-        kill_group(proc)
+    """Run argv with stdout and stderr merged, ending its whole group at the end.
 
-    output = bound_output(raw.decode("utf-8", errors="replace"), limit)
+    The output goes to a file, not a pipe, so a background child that keeps
+    the pipe open cannot hold the command past its own exit; the child is
+    ended with the group then, as it is in the sandbox.
+    """
+    started = time.monotonic()
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:
+            # Also on an interrupt: nothing the command started stays behind.
+            kill_group(proc)
+            proc.wait()
+        output = read_bounded(out, limit)
     return CommandResult(
         command=display or " ".join(argv),
         exit_code=None if timed_out else proc.returncode,
@@ -89,6 +90,18 @@ def run_command(
         seconds=time.monotonic() - started,
         timed_out=timed_out,
     )
+
+
+def read_bounded(out: IO[bytes], limit: int) -> str:
+    """The head and tail of what a command wrote, without reading it all."""
+    size = out.seek(0, os.SEEK_END)
+    out.seek(0)
+    if size <= limit:
+        return out.read().decode("utf-8", errors="replace")
+    head = out.read(limit // 4).decode("utf-8", errors="replace")
+    out.seek(size - (limit - limit // 4))
+    tail = out.read().decode("utf-8", errors="replace")
+    return f"{head}\n[... {size - limit} bytes cut ...]\n{tail}"
 
 
 def run_shell(

@@ -121,7 +121,9 @@ class Repo:
 
     def exclude_ralph_dir(self) -> None:
         """Keep .ralph/ (logs, transcripts, the lock) out of git for good."""
-        exclude = self.git_dir / "info" / "exclude"
+        # Linked work trees read the exclude file of the main repository only.
+        common = Path(self.git("rev-parse", "--git-common-dir"))
+        exclude = (self.root / common).resolve() / "info" / "exclude"
         exclude.parent.mkdir(parents=True, exist_ok=True)
         text = exclude.read_text() if exclude.exists() else ""
         if f"/{RALPH_DIR}/" not in text.splitlines():
@@ -184,6 +186,27 @@ class Repo:
             self.git("checkout-index", "-a", "-f", env=env)
         if self.head():
             self.git("reset", "-q")
+
+    def tree_with_file(self, tree: str, rel: str, data: bytes) -> str:
+        """`tree` with the file at `rel` holding `data`."""
+        blob = (
+            subprocess.run(
+                ["git", "hash-object", "-w", "--stdin"],
+                cwd=self.root,
+                input=data,
+                capture_output=True,
+                check=True,
+            )
+            .stdout.decode()
+            .strip()
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            env = self._scratch_env(Path(tmp) / "index")
+            self.git("read-tree", tree, env=env)
+            self.git(
+                "update-index", "--add", "--cacheinfo", f"100644,{blob},{rel}", env=env
+            )
+            return self.git("write-tree", env=env)
 
     def restore_path(self, tree: str, rel: str) -> None:
         """Put one path back as `tree` has it (gone, if the tree lacks it)."""

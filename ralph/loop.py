@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import shutil
 import stat
 import time
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ from ralph.ledger import Ledger, total_spend
 from ralph.lock import workspace_lock
 from ralph.plan import Plan, Step, add_note, load_plan, tick, write_atomic
 from ralph.sandbox import Sandbox, check_read_only_possible, resolve_sandbox
-from ralph.secrets import secret_files
+from ralph.secrets import redact, secret_files
 
 log = logging.getLogger("ralph")
 
@@ -76,11 +77,7 @@ class Runner:
 
     def run(self) -> int:
         """Run or resume the plan; return the exit code."""
-        if not load_plan(self.plan_path).steps:
-            raise InputError(
-                f"{self.plan_rel} has no steps; ralph runs task items such as "
-                f"`- [ ] Write the parser`, one per step"
-            )
+        require_steps(load_plan(self.plan_path))
         self.repo.check_usable()
         resolve_sandbox(self.settings)
         check_read_only_possible(self.settings)
@@ -134,11 +131,15 @@ class Runner:
                 f"include them"
             )
         if self.plan_rel in self.repo.changed_paths():
-            log.info("committing your changes to %s first", self.plan_rel)
-            self.repo.commit(
-                f"ralph: plan\n\nRalph-Plan: {self.plan_rel}\n", paths=[self.plan_rel]
-            )
+            self.commit_plan_edits()
         return None
+
+    def commit_plan_edits(self) -> None:
+        """Your edits of the plan (new steps, say) get a commit of their own."""
+        log.info("committing your changes to %s first", self.plan_rel)
+        self.repo.commit(
+            f"ralph: plan\n\nRalph-Plan: {self.plan_rel}\n", paths=[self.plan_rel]
+        )
 
     def recover(self) -> Resume | None:
         """Read the marker of a step in progress, if an interrupted run left one."""
@@ -162,6 +163,20 @@ class Runner:
             )
             self.commit_step(step, ledger, "committed after an interrupted run")
             return None
+        if self.plan_rel in self.repo.changed_paths():
+            # Edited while the step was interrupted: commit the edit, and move
+            # the marker on top of it so the step still resumes.
+            self.commit_plan_edits()
+            base = self.repo.tree_with_file(
+                base, self.plan_rel, self.plan_path.read_bytes()
+            )
+            self.repo.save_tree(WIP_REF, base, self.repo.message_of(marker))
+        if plan.next_step() != step:
+            log.warning(
+                "the interrupted step %r is not the next step any more; its "
+                "changes stay in the work tree for the next step's commit",
+                ledger.title,
+            )
         changes = self.repo.diff_stat(base)
         handoff = context.template("resume.md").substitute(
             diffstat=changes or "(no changes)"
@@ -172,6 +187,10 @@ class Runner:
             ledger.attempts,
         )
         return Resume(ledger=ledger, base=base, handoff=handoff)
+
+    def redact(self, text: str) -> str:
+        """What ralph writes to the plan and the history carries no secret."""
+        return redact(text, os.environ)
 
     def budget_reached(self, steps_run: int) -> str | None:
         settings = self.settings
@@ -277,8 +296,8 @@ class Runner:
         self, report: Report, plan_before: bytes, checks: list[str], log_dir: Path
     ) -> Verdict:
         """Decide whether an attempt did the step: the runner decides, not the model."""
-        if self.plan_path.read_bytes() != plan_before:
-            write_atomic(self.plan_path, plan_before)
+        if self.plan_changed(plan_before):
+            self.restore_plan(plan_before)
             return Verdict(
                 "the attempt edited the plan file, which belongs to the "
                 "runner; the edit was undone"
@@ -303,6 +322,30 @@ class Runner:
                     f"verify {result.describe()}, ending: {last}\n\n{tail}", results
                 )
         return Verdict(None, results)
+
+    def plan_changed(self, original: bytes) -> bool:
+        """Whether the plan is no longer the regular file it was, byte for byte.
+
+        The path is examined before it is opened: an attempt may have put a
+        FIFO there, which would hang a read, or a symlink to a file outside.
+        """
+        try:
+            info = os.lstat(self.plan_path)
+        except FileNotFoundError:
+            return True
+        if not stat.S_ISREG(info.st_mode):
+            return True
+        return self.plan_path.read_bytes() != original
+
+    def restore_plan(self, original: bytes) -> None:
+        """Put the plan back as a regular file, whatever an attempt made of its path."""
+        path = self.plan_path
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.is_symlink() or path.exists():
+            # Never write through what the attempt left: it may point outside.
+            path.unlink()
+        write_atomic(path, original)
 
     def protected_changes(self, plan_before: bytes) -> list[str]:
         if not self.settings.protect:
@@ -346,7 +389,9 @@ class Runner:
         """Keep a failed attempt's work on a ref, then put the tree back."""
         stamp = time.strftime("%Y%m%d-%H%M%S")
         ref = f"{ATTEMPTS_REF}/{stamp}-step-{step.number}-attempt-{number}"
-        message = f"ralph: rejected attempt {number} at {step.title}\n\n{problem}\n"
+        message = self.redact(
+            f"ralph: rejected attempt {number} at {step.title}\n\n{problem}\n"
+        )
         self.repo.save_tree(ref, self.repo.snapshot(), message)
         self.repo.restore(base)
         return ref
@@ -374,14 +419,14 @@ class Runner:
             left = "; ".join(f"{path} ({why})" for path, why in secrets)
             note += f"\n\nLeft out of the commit, as they look like secrets: {left}"
             log.warning("not committing files that look like secrets: %s", left)
-        data = add_note(self.plan_path.read_bytes(), step, note or "done")
+        data = add_note(self.plan_path.read_bytes(), step, self.redact(note or "done"))
         data = tick_with_groups(data, self.plan_path, step)
         write_atomic(self.plan_path, data)
         passed = ", ".join(f"`{r.command}`" for r in verdict.checks) or "none"
         self.commit_step(
             step,
             ledger,
-            report.summary,
+            self.redact(report.summary),
             leave=[path for path, _ in secrets],
             **{"Ralph-Verify": passed},
         )
@@ -413,6 +458,7 @@ class Runner:
 
     def block(self, step: Step, ledger: Ledger, reason: str) -> bool:
         """Write why the step is blocked under it, commit that, and stop."""
+        reason = self.redact(reason)
         data = add_note(self.plan_path.read_bytes(), step, f"blocked: {reason}")
         write_atomic(self.plan_path, data)
         message = ledger.message(
@@ -422,6 +468,14 @@ class Runner:
         self.repo.delete_ref(WIP_REF)
         log.error("step %d is blocked: %s", step.number, first_line(reason))
         return False
+
+
+def require_steps(plan: Plan) -> None:
+    if not plan.steps:
+        raise InputError(
+            f"{plan.path.name} has no steps; ralph runs task items such as "
+            f"`- [ ] Write the parser`, one per step"
+        )
 
 
 def find_step(plan: Plan, ledger: Ledger) -> Step | None:

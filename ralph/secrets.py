@@ -1,4 +1,4 @@
-"""Files that must not reach a step's commit: credentials and huge binaries.
+"""What must not reach a step's commit: credentials and huge binaries.
 
 A model that writes a `.env` to make a test pass, or drops a key file in
 the tree, should not have ralph publish it in the next commit. The runner
@@ -12,7 +12,10 @@ from __future__ import annotations
 import fnmatch
 import re
 import stat
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
+
+from ralph.guard import is_credential
 
 SCAN_BYTES = 1024 * 1024
 BINARY_SIZE = 5 * 1024 * 1024
@@ -113,3 +116,28 @@ def content_reason(name: str, head: bytes) -> str | None:
         if pattern.search(head):
             return f"it holds what looks like {what}"
     return None
+
+
+# A value this short is too likely to occur in ordinary text to blank it.
+MIN_SECRET_VALUE = 8
+REDACTED = "[redacted]"
+PEM_BLOCK = re.compile(
+    r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----.*?(?:-----END \1PRIVATE KEY-----|\Z)",
+    re.DOTALL,
+)
+
+
+def redact(text: str, environ: Mapping[str, str]) -> str:
+    """Text with token-shaped strings and the values of secret variables blanked.
+
+    Notes and commit messages quote command output and the model's words;
+    either can carry a credential that must not reach the history.
+    """
+    for name, value in environ.items():
+        if is_credential(name) and len(value) >= MIN_SECRET_VALUE:
+            text = text.replace(value, REDACTED)
+    text = PEM_BLOCK.sub(REDACTED, text)
+    raw = text.encode("utf-8", errors="surrogateescape")
+    for pattern, _ in TOKENS:
+        raw = pattern.sub(REDACTED.encode(), raw)
+    return raw.decode("utf-8", errors="surrogateescape")

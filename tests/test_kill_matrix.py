@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from ralph.plan import load_plan
-from tests.conftest import ROOT, git, ralph_commits, run_ralph
+from tests.conftest import ROOT, commit_plan, git, ralph_commits, run_ralph
 from tests.fakes.anthropic_server import FakeAnthropic, Turn
 
 STALL = (
@@ -201,3 +201,30 @@ def test_killed_in_an_anthropic_attempt_then_resumed(
     resumed = fake.bodies[-2]["messages"][0]["content"]
     assert "interrupted" in str(resumed) and "notes.txt" in str(resumed)
     assert git(repo, "show", "HEAD:notes.txt") == "first try\n"
+
+
+def test_plan_edits_made_while_interrupted_are_committed_and_the_step_resumes(
+    repo: Path, tmp_path: Path
+) -> None:
+    commit_plan(repo, PLAN)
+    flag = tmp_path / "flag"
+    proc = start_ralph(repo, {"FLAG": str(flag), "STALL": "block"})
+    wait_for(flag, proc)
+    kill_everything(proc, flag)
+    plan = repo / "plan.md"
+    plan.write_text(plan.read_text() + "- [ ] Fourth\n  ```sh\n  touch four\n  ```\n")
+
+    result = run_ralph("run", "plan.md", cwd=repo)
+
+    assert result.returncode == 0, result.stderr
+    assert ralph_commits(repo) == [
+        "ralph: First",
+        "ralph: plan",
+        "ralph: Second",
+        "ralph: Third",
+        "ralph: Fourth",
+    ]
+    assert "Ralph-Attempts: 1" in git(
+        repo, "log", "-1", "--format=%B", "--grep=^ralph: Second"
+    )
+    assert git(repo, "show", "HEAD:log.txt").count("attempt") == 2
