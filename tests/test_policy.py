@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ralph.policy import check_command, plain_text, simple_commands
+from ralph.policy import check_command
+from ralph.shellwords import plain_text, simple_commands
 from tests.conftest import git
 
 
