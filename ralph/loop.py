@@ -7,34 +7,31 @@ same way a new one does.
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import os
-import shutil
 import stat
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ralph import context
-from ralph.commands import CommandResult, bound_output, run_command
 from ralph.config import Settings
 from ralph.engines import Attempt, Engine, Report
 from ralph.errors import EXIT_BLOCKED, EXIT_OK, InputError
 from ralph.git import Repo
 from ralph.guard import scrub_env
+from ralph.judge import Judge, Verdict, first_line, render_verify
 from ralph.ledger import Ledger, total_spend
 from ralph.lock import workspace_lock
 from ralph.plan import Plan, Step, add_note, load_plan, tick, write_atomic
-from ralph.sandbox import Sandbox, check_read_only_possible, resolve_sandbox
+from ralph.sandbox import check_read_only_possible, resolve_sandbox
 from ralph.secrets import redact, secret_files
 
 log = logging.getLogger("ralph")
 
 WIP_REF = "refs/ralph/wip"
 ATTEMPTS_REF = "refs/ralph/attempts"
-HANDOFF_TAIL = 3_000
 
 
 @dataclass
@@ -44,14 +41,6 @@ class Resume:
     ledger: Ledger
     base: str
     handoff: str
-
-
-@dataclass
-class Verdict:
-    """The runner's judgement of one attempt: None problem means accepted."""
-
-    problem: str | None
-    checks: list[CommandResult] = field(default_factory=list)
 
 
 class Runner:
@@ -71,6 +60,7 @@ class Runner:
         self.repo = Repo.discover(self.plan_path)
         self.plan_rel = self.plan_path.relative_to(self.repo.root).as_posix()
         self.env = scrub_env(dict(os.environ), settings.env_allow)
+        self.judge = Judge(self.repo, settings, self.env, self.plan_path)
         self.log_root = (
             self.repo.root / ".ralph" / "logs" / time.strftime("%Y%m%d-%H%M%S")
         )
@@ -235,7 +225,7 @@ class Runner:
                 self.settings.max_attempts,
             )
 
-            report, verdict = self.attempt(plan, step, number, handoff)
+            report, verdict = self.attempt(plan, step, number, base, handoff)
             ledger.usage.add(report.usage)
             if report.status == "blocked":
                 self.reject(step, number, base, f"blocked: {report.summary}")
@@ -254,13 +244,13 @@ class Runner:
         return self.block(step, ledger, reason)
 
     def attempt(
-        self, plan: Plan, step: Step, number: int, handoff: str
+        self, plan: Plan, step: Step, number: int, base: str, handoff: str
     ) -> tuple[Report, Verdict]:
         """One fresh context on the step, then the runner's own checks."""
         log_dir = self.log_root / f"step-{step.number}" / f"attempt-{number}"
         log_dir.mkdir(parents=True, exist_ok=True)
-        checks = self.verify_commands(step)
-        before = self.verify(checks, log_dir / "verify-before.log")
+        checks = self.judge.verify_commands(step)
+        before = self.judge.verify(checks, log_dir / "verify-before.log")
         prompt = context.step_prompt(
             plan, step, self.repo, render_verify(checks, before), handoff
         )
@@ -290,98 +280,8 @@ class Runner:
         )
         # The model's own commits become part of the step's single commit.
         self.repo.fold_commits_since(head_before)
-        return report, self.judge(report, plan_before, checks, log_dir)
-
-    def judge(
-        self, report: Report, plan_before: bytes, checks: list[str], log_dir: Path
-    ) -> Verdict:
-        """Decide whether an attempt did the step: the runner decides, not the model."""
-        if self.plan_changed(plan_before):
-            self.restore_plan(plan_before)
-            return Verdict(
-                "the attempt edited the plan file, which belongs to the "
-                "runner; the edit was undone"
-            )
-        if protected := self.protected_changes(plan_before):
-            return Verdict(
-                f"the attempt changed protected files ({', '.join(protected)}); "
-                "those changes were undone"
-            )
-        if report.status != "done":
-            return Verdict(f"the attempt did not finish: {report.summary}")
-        results = self.verify(checks, log_dir / "verify-after.log")
-        for result in results:
-            if not result.ok:
-                tail = bound_output(result.output, HANDOFF_TAIL)
-                last = first_line(
-                    result.output.strip().splitlines()[-1:][0]
-                    if result.output.strip()
-                    else "(no output)"
-                )
-                return Verdict(
-                    f"verify {result.describe()}, ending: {last}\n\n{tail}", results
-                )
-        return Verdict(None, results)
-
-    def plan_changed(self, original: bytes) -> bool:
-        """Whether the plan is no longer the regular file it was, byte for byte.
-
-        The path is examined before it is opened: an attempt may have put a
-        FIFO there, which would hang a read, or a symlink to a file outside.
-        """
-        try:
-            info = os.lstat(self.plan_path)
-        except FileNotFoundError:
-            return True
-        if not stat.S_ISREG(info.st_mode):
-            return True
-        return self.plan_path.read_bytes() != original
-
-    def restore_plan(self, original: bytes) -> None:
-        """Put the plan back as a regular file, whatever an attempt made of its path."""
-        path = self.plan_path
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.is_symlink() or path.exists():
-            # Never write through what the attempt left: it may point outside.
-            path.unlink()
-        write_atomic(path, original)
-
-    def protected_changes(self, plan_before: bytes) -> list[str]:
-        if not self.settings.protect:
-            return []
-        base = self.repo.read_ref(WIP_REF)
-        assert base is not None
-        tree = self.repo.tree_of(base)
-        hits = [
-            path
-            for path in self.repo.changed_since(tree)
-            if any(fnmatch.fnmatch(path, glob) for glob in self.settings.protect)
-        ]
-        for path in hits:
-            self.repo.restore_path(tree, path)
-        return hits
-
-    def verify_commands(self, step: Step) -> list[str]:
-        commands = [step.verify, self.settings.verify]
-        return list(dict.fromkeys(c for c in commands if c))
-
-    def verify(self, commands: list[str], log_file: Path) -> list[CommandResult]:
-        results = []
-        for command in commands:
-            with Sandbox(self.settings, self.repo.root) as box:
-                argv = box.wrap(["bash", "-c", command])
-                result = run_command(
-                    argv,
-                    self.repo.root,
-                    self.env,
-                    self.settings.verify_timeout,
-                    display=command,
-                )
-            results.append(result)
-            with log_file.open("a", encoding="utf-8") as f:
-                f.write(f"$ {command}\n{result.output}\n[{result.describe()}]\n")
-        return results
+        verdict = self.judge.judge(report, plan_before, base, checks, log_dir)
+        return report, verdict
 
     # -- endings ----------------------------------------------------------
 
@@ -504,22 +404,5 @@ def tick_with_groups(data: bytes, path: Path, step: Step) -> bytes:
     return data
 
 
-def render_verify(commands: list[str], before: list[CommandResult]) -> str:
-    if not commands:
-        return (
-            "This step has no verify command: the runner accepts your report "
-            "of done as it is, so check your own work."
-        )
-    lines = ["After you finish, the runner runs:"]
-    for result in before:
-        state = "already passes" if result.ok else f"fails now ({result.describe()})"
-        lines.append(f"- `{result.command}`: {state}")
-    return "\n".join(lines)
-
-
 def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else ""
