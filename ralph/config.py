@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from dataclasses import dataclass, field, fields
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import jsonschema
+from jsonschema.protocols import Validator
 
 from ralph.errors import InputError
 
@@ -99,7 +101,8 @@ def _front_settings(plan: Plan) -> tuple[dict[str, Any], list[str]]:
     checked = {**top, SECTION: section} if SECTION in front else top
     problems += _schema_problems(checked, plan)
     if problems:
-        raise InputError("\n".join(message for _, message in sorted(problems)))
+        messages = dict.fromkeys(message for _, message in sorted(problems))
+        raise InputError("\n".join(messages))
 
     ignored = [key for key in foreign if not _suggestion(key)]
     warnings = []
@@ -158,6 +161,8 @@ def _reason(error: jsonschema.ValidationError) -> str:
     expected: Any = error.validator_value
     if error.validator == "type":
         kinds = [expected] if isinstance(expected, str) else list(expected)
+        if "number" in kinds and _is_not_finite(error.instance):
+            return "must be a finite number"
         words = [_TYPE_WORDS[kind] for kind in kinds if kind != "null"]
         return "must be " + " or ".join(words)
     if error.validator == "enum":
@@ -166,6 +171,8 @@ def _reason(error: jsonschema.ValidationError) -> str:
         return f"must be at least {expected}"
     if error.validator == "exclusiveMinimum":
         return f"must be more than {expected}"
+    if error.validator == "maximum":
+        return f"must be at most {expected}"
     if error.validator == "minLength":
         return "must not be empty"
     return f"is not allowed ({error.message})"
@@ -193,9 +200,22 @@ def _settings(values: dict[str, Any]) -> Settings:
     return Settings(**values)
 
 
+def _is_not_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _is_finite_number(checker: jsonschema.TypeChecker, value: Any) -> bool:
+    # YAML reads `.inf` and `.nan` as floats, and JSON Schema's numbers take
+    # them; a NaN passes every bound, since it compares false to all.
+    number = jsonschema.Draft202012Validator.TYPE_CHECKER.is_type(value, "number")
+    return number and not _is_not_finite(value)
+
+
 @cache
-def _validator() -> jsonschema.Draft202012Validator:
+def _validator() -> Validator:
     text = resources.files("ralph").joinpath("schemas/plan.schema.json").read_text()
     schema = json.loads(text)
-    jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
+    base = jsonschema.Draft202012Validator
+    base.check_schema(schema)
+    finite = base.TYPE_CHECKER.redefine("number", _is_finite_number)
+    return jsonschema.validators.extend(base, type_checker=finite)(schema)

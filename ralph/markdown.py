@@ -62,10 +62,30 @@ def _reference(state: StateBlock, start: int, end: int, silent: bool) -> bool:
     return True
 
 
+class NestingError(Exception):
+    """Blocks nest deeper than the parser reads.
+
+    `line` is the 0-based line of the first block it would have dropped.
+    """
+
+    def __init__(self, line: int) -> None:
+        super().__init__(f"line {line + 1} nests deeper than {MAX_NESTING} levels")
+        self.line = line
+
+
 class _BlockParser(ParserBlock):
-    """Keeps the indent of each container being parsed, for `_starts_nothing`."""
+    """Keeps the indent of each container being parsed, for `_starts_nothing`.
+
+    Past `maxNesting` markdown-it drops a container's content without a word,
+    which would fold deeper boxes into the step above; this raises instead.
+    """
 
     def tokenize(self, state: StateBlock, startLine: int, endLine: int) -> None:
+        if state.level >= state.md.options.maxNesting:
+            # The test markdown-it makes before it gives up on the lines.
+            line = state.skipEmptyLines(startLine)
+            if line < endLine and state.sCount[line] >= state.blkIndent:
+                raise NestingError(line)
         indents = state.env.setdefault(_INDENTS, [])
         indents.append(state.blkIndent)
         try:
@@ -91,7 +111,8 @@ def _starts_nothing(rule: Callable[[StateBlock, int, int, bool], bool]) -> Any:
 
 
 def _commonmark_like_cmark() -> MarkdownIt:
-    markdown = MarkdownIt("commonmark").enable("table").use(front_matter_plugin)
+    markdown = MarkdownIt("commonmark", {"maxNesting": MAX_NESTING})
+    markdown.enable("table").use(front_matter_plugin)
     parser = _BlockParser()
     parser.ruler = markdown.block.ruler
     markdown.block = parser
@@ -108,5 +129,10 @@ def _commonmark_like_cmark() -> MarkdownIt:
 
 
 _INDENTS = "ralph.markdown.indents"
+# Levels of blocks a plan may nest: each list counts two (the list and its
+# item), each quote one, so 49 lists or 99 quotes fit. The commonmark
+# preset's 20 stops at nine lists. Every level costs markdown-it about four
+# Python frames, so twice this would come close to the recursion limit.
+MAX_NESTING = 100
 # The one parser of plans, set up once.
 MARKDOWN = _commonmark_like_cmark()

@@ -16,18 +16,26 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from markdown_it.token import Token
 from markdown_it.tree import SyntaxTreeNode
 
 from ralph.errors import PlanError
 from ralph.frontmatter import KeyPath, read_front_matter
-from ralph.markdown import MARKDOWN
+from ralph.markdown import MARKDOWN, MAX_NESTING, NestingError
 
 MAX_PLAN_BYTES = 10 * 1024 * 1024
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "named pipe (FIFO)"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+)
 
 _NEWLINE = re.compile(rb"\r\n|\r|\n")
 _TEXT_NEWLINE = re.compile(r"\r\n|\r|\n")
@@ -134,14 +142,13 @@ class _Item:
 
 def load_plan(path: Path) -> Plan:
     """Read and parse the plan file at `path`."""
-    if path.is_dir():
-        raise PlanError(f"{path} is a directory; pass the plan's markdown file")
     try:
-        size = path.stat().st_size
-        if size > MAX_PLAN_BYTES:
+        info = path.stat()
+        _check_regular(path, info.st_mode)
+        if info.st_size > MAX_PLAN_BYTES:
             raise PlanError(
-                f"{path} has {size} bytes, more than a plan may have (10 MB); "
-                "split it into smaller plans"
+                f"{path} has {info.st_size} bytes, more than a plan may have "
+                "(10 MB); split it into smaller plans"
             )
         data = path.read_bytes()
     except FileNotFoundError:
@@ -149,6 +156,20 @@ def load_plan(path: Path) -> Plan:
     except OSError as error:
         raise PlanError(f"{path}: cannot read the plan: {error.strerror}") from None
     return parse_plan(data, path)
+
+
+def _check_regular(path: Path, mode: int) -> None:
+    # Reading a FIFO or a device could wait forever or never end, and ticks
+    # are written back by replacing the file, so only a regular file will do.
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise PlanError(f"{path} is a directory; pass the plan's markdown file")
+    kind = next((name for test, name in _FILE_KINDS if test(mode)), "special file")
+    raise PlanError(
+        f"{path} is a {kind}, not a regular file; ralph reads a plan whole and "
+        "writes its ticks back into it, so save the plan to a file and pass that"
+    )
 
 
 def parse_plan(data: bytes, path: Path) -> Plan:
@@ -234,7 +255,7 @@ def _fsync_directory(directory: Path) -> None:
 def _read(data: bytes, path: Path) -> tuple[Plan, list[_Item]]:
     text = _decode(data, path)
     lines = _split_lines(data)
-    tokens = MARKDOWN.parse(text.removeprefix("\ufeff"))
+    tokens = _tokens(text.removeprefix("\ufeff"), path)
 
     front: dict[str, Any] = {}
     front_lines: dict[KeyPath, int] = {}
@@ -265,6 +286,18 @@ def _read(data: bytes, path: Path) -> tuple[Plan, list[_Item]]:
         front_lines=front_lines,
     )
     return plan, items
+
+
+def _tokens(text: str, path: Path) -> list[Token]:
+    try:
+        return MARKDOWN.parse(text)
+    except NestingError as error:
+        raise PlanError(
+            f"{path}:{error.line + 1}: the plan nests lists and quotes deeper "
+            f"than ralph reads (more than {(MAX_NESTING - 1) // 2} lists, or "
+            f"{MAX_NESTING - 1} quotes, one inside another); move the deeper "
+            "steps up a level or into a plan of their own"
+        ) from None
 
 
 def _decode(data: bytes, path: Path) -> str:

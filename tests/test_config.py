@@ -93,6 +93,26 @@ def test_repeated_options_arrive_as_tuples() -> None:
         ("ralph:\n  max_turns: -1\n",
          "plan.md:3: ralph.max_turns must be at least 1, got -1"),
         ("ralph: [a]\n", "plan.md:2: ralph must be a mapping, got ['a']"),
+        ("command_timeout: .inf\n",
+         "plan.md:2: command_timeout must be a finite number, got inf"),
+        ("command_timeout: 99999999999999999999999\n",
+         "plan.md:2: command_timeout must be at most 604800, got 9999999999999999"),
+        ("budget_usd: .nan\n",
+         "plan.md:2: budget_usd must be a finite number, got nan"),
+        ("ralph:\n  budget_usd: -.inf\n",
+         "plan.md:3: ralph.budget_usd must be a finite number, got -inf"),
+        ("max_retry_wait: 1.0e+999\n",
+         "plan.md:2: max_retry_wait must be a finite number, got inf"),
+        ("verify_timeout: 604801\n",
+         "plan.md:2: verify_timeout must be at most 604800, got 604801"),
+        ("attempt_timeout: 1.0e+9\n",
+         "plan.md:2: attempt_timeout must be at most 604800, got 1000000000.0"),
+        ("max_attempts: .nan\n", "plan.md:2: max_attempts must be an integer, got nan"),
+        ("max_tokens: 1000001\n", "plan.md:2: max_tokens must be at most 1000000"),
+        ("max_turns: 10000000\n", "plan.md:2: max_turns must be at most 1000000"),
+        ("max_steps: 1000001\n", "plan.md:2: max_steps must be at most 1000000"),
+        ("budget_tokens: 1000000000001\n",
+         "plan.md:2: budget_tokens must be at most 1000000000000"),
     ],
 )  # fmt: skip
 def test_a_wrong_type_names_the_key_and_the_line(front: str, message: str) -> None:
@@ -145,6 +165,36 @@ def test_backlog_md_front_matter_loads_with_a_warning() -> None:
         "left alone: id, title, status, assignee, created_date, updated_date, "
         "labels, dependencies, parent_task_id, ordinal"
     )
+
+
+def test_the_largest_allowed_values_load() -> None:
+    settings = settings_of(
+        "command_timeout: 604800\nmax_retry_wait: 604800.0\nmax_tokens: 1000000\n"
+        "max_attempts: 1000000\nbudget_tokens: 1000000000000\nbudget_usd: 1.0e+300\n"
+    )
+
+    assert settings.command_timeout == 604800.0
+    assert settings.max_tokens == settings.max_attempts == 1_000_000
+    assert settings.budget_usd == 1e300
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"command_timeout": float("inf")},
+         "command line: command_timeout must be a finite number, got inf"),
+        ({"budget_usd": float("nan")},
+         "command line: budget_usd must be a finite number, got nan"),
+        ({"max_attempts": 10**7}, "command line: max_attempts must be at most 1000000"),
+    ],
+)  # fmt: skip
+def test_command_line_numbers_must_be_finite_and_bounded(
+    overrides: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InputError) as caught:
+        load_settings(plan_with(""), overrides)
+
+    assert message in caught.value.message
 
 
 def test_command_line_values_are_checked_too() -> None:

@@ -77,6 +77,16 @@ def _without_front_matter(text: str) -> str:
     )
 
 
+def nested_task_plan(levels: int) -> str:
+    """Task items each inside the one above, every one with a shell block."""
+    lines = []
+    for depth in range(levels):
+        indent = "  " * depth
+        lines += [f"{indent}- [ ] d{depth}", f"{indent}  ```sh"]
+        lines += [f"{indent}  echo {depth}", f"{indent}  ```"]
+    return "\n".join(lines) + "\n"
+
+
 def ralph_boxes(text: str) -> set[tuple[int, bool]]:
     plan = parse_plan(text.encode("utf-8"), Path("plan.md"))
     return {(step.line, step.done) for step in plan.steps}
@@ -281,3 +291,17 @@ def test_generated_plan_steps_are_github_boxes(text: str) -> None:
 )
 def test_cmark_gfm_edge_cases(text: str) -> None:
     assert ralph_boxes(text) == github_boxes(text)
+
+
+@pytest.mark.parametrize("levels", [12, 30, 49])
+def test_deeply_nested_steps_are_github_boxes(levels: int) -> None:
+    text = nested_task_plan(levels)
+
+    assert ralph_boxes(text) == github_boxes(text)
+    assert len(ralph_boxes(text)) == levels
+
+
+def test_a_list_deep_in_quotes_matches_github() -> None:
+    text = ">" * 97 + " - [ ] behind quotes, no box\n\n- [ ] after them\n"
+
+    assert ralph_boxes(text) == github_boxes(text) == {(3, False)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import stat
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from ralph.plan import (
     tick,
     write_atomic,
 )
-from tests.test_github_parity import markdown_documents
+from tests.test_github_parity import markdown_documents, nested_task_plan
 
 FIXTURES = Path(__file__).parent / "fixtures" / "plans"
 ENDINGS = re.compile(rb"\r\n|\r|\n")
@@ -191,6 +192,34 @@ def test_no_steps_and_no_title() -> None:
 def test_asking_for_a_missing_step_says_which_exist() -> None:
     with pytest.raises(PlanError, match="numbered 1 to 11"):
         fixture("nested-groups.md").step(12)
+
+
+def test_twelve_levels_of_steps_are_twelve_steps() -> None:
+    plan = parse(nested_task_plan(12))
+
+    assert [s.title for s in plan.steps] == [f"d{depth}" for depth in range(12)]
+    assert [s.depth for s in plan.steps] == list(range(12))
+    assert plan.step(9).body == "```sh\necho 8\n```"
+    assert plan.next_step() == plan.step(12)
+
+
+def test_steps_nested_deeper_than_ralph_reads_are_an_error() -> None:
+    with pytest.raises(PlanError) as caught:
+        parse("# Plan\n\n" + nested_task_plan(50))
+
+    # The 50th list's item, on line 2 + 4 * 49 + 1, is the first left unread.
+    assert caught.value.message.startswith(
+        "plan.md:199: the plan nests lists and quotes deeper than ralph reads "
+        "(more than 49 lists, or 99 quotes, one inside another); move the deeper "
+        "steps up a level"
+    )
+    assert caught.value.exit_code == 2
+
+
+def test_quotes_nested_deeper_than_ralph_reads_are_an_error() -> None:
+    assert len(parse(">" * 99 + " deep\n- [ ] step\n").steps) == 1
+    with pytest.raises(PlanError, match="plan.md:3: .* deeper than ralph reads"):
+        parse("- [ ] step\n\n" + ">" * 100 + " deeper\n")
 
 
 # Order
@@ -454,6 +483,17 @@ def test_write_atomic_leaves_the_old_file_when_writing_fails(tmp_path: Path) -> 
         (b"---\ntitle: a\n  bad: indent\n---\n", r"plan.md:3: .*not valid YAML"),
         (b"---\n- a\n- b\n---\n", r"plan.md:2: .* is a list.*`key: value`"),
         (b"---\njust text\n---\n", r"plan.md:2: .* is a single value"),
+        (
+            b"---\nengine: shell\nmodel: m\nengine: shell\n---\n",
+            r"plan.md:4: engine is set twice in the front matter, on lines 2 and 4; "
+            "keep one of them",
+        ),
+        (
+            b"---\nralph:\n  max_turns: 3\n  max_turns: 4\n---\n",
+            r"plan.md:4: ralph.max_turns is set twice .* on lines 3 and 4",
+        ),
+        (b"---\nralph: {model: a, model: b}\n---\n", r"plan.md:2: .* on line 2;"),
+        (b"---\ntags: " + b"[" * 5000 + b"\n---\n", r"plan.md:2: .* too deep"),
     ],
 )
 def test_load_plan_rejects_bad_files_saying_what_to_do(
@@ -482,6 +522,38 @@ def test_load_plan_rejects_a_missing_file_and_a_directory(tmp_path: Path) -> Non
         load_plan(tmp_path / "absent.md")
     with pytest.raises(PlanError, match="is a directory; pass the plan's markdown"):
         load_plan(tmp_path)
+
+
+@pytest.mark.timeout(10)
+def test_load_plan_refuses_a_fifo_without_waiting_for_a_writer(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "plan.md"
+    os.mkfifo(path)
+
+    with pytest.raises(PlanError, match=r"plan.md is a named pipe \(FIFO\), not a"):
+        load_plan(path)
+
+
+def test_load_plan_refuses_a_device_and_a_socket(tmp_path: Path) -> None:
+    with pytest.raises(PlanError, match="is a character device, not a regular file"):
+        load_plan(Path(os.devnull))
+
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(tmp_path / "s"))
+        with pytest.raises(PlanError, match="is a socket.*save the plan to a file"):
+            load_plan(tmp_path / "s")
+
+
+def test_front_matter_keys_may_repeat_in_other_mappings_and_by_merging() -> None:
+    plan = parse(
+        "---\nbase: &base\n  model: a\nralph:\n  <<: *base\n  model: b\n"
+        "other:\n  model: c\nloop: &loop\n  self: *loop\n---\n- [ ] s\n"
+    )
+
+    assert plan.front["ralph"] == {"model": "b"}
+    assert plan.front_lines[("ralph", "model")] == 6
+    assert plan.front_lines[("loop", "self")] == 10
 
 
 def test_front_matter_may_end_with_dots_and_may_be_empty() -> None:
