@@ -22,7 +22,7 @@ from ralph.git import Repo
 from ralph.lint import lint_plan
 from ralph.loop import Runner, require_steps
 from ralph.new import PLAN_NAME, check_target, create_project, slug
-from ralph.plan import Plan, load_plan
+from ralph.plan import Plan, load_plan, parse_plan
 from ralph.planner import plan_idea
 from ralph.status import status_lines
 
@@ -200,15 +200,18 @@ def new(
         check_target(folder, force)
         data = plan_idea(idea, model=model, engine=engine)
 
-    path = create_project(folder, data, force)
-    click.echo(f"ralph: wrote {path} and committed it", err=True)
-    parsed = load_plan(path)
+    # The plan is checked whole before any folder is made for it.
+    parsed = parse_plan(data, folder / PLAN_NAME)
+    require_steps(parsed)
     settings = resolve_settings(parsed, overrides)
+    runner_engine = None if plan_only else build_engine(settings)
     for finding in lint_plan(parsed, settings):
         log.warning("%s", finding.render(PLAN_NAME))
-    if plan_only:
-        return
-    sys.exit(Runner(path, settings, build_engine(settings)).run())
+
+    path = create_project(folder, data, force)
+    click.echo(f"ralph: wrote {path} and committed it", err=True)
+    if runner_engine is not None:
+        sys.exit(Runner(path, settings, runner_engine).run())
 
 
 def split_new_args(

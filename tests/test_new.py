@@ -216,3 +216,12 @@ def test_example_plans_are_in_the_shape_ralph_new_writes(name: str) -> None:
     assert plan.steps and all(step.verify and step.phase for step in plan.steps)
     code, output = invoke("lint", str(ROOT / "tasks" / name))
     assert code == 0 and "no findings" in output
+
+
+def test_new_with_a_bad_plan_makes_no_folder(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.md"
+    bad.write_text("---\nmax_attemps: 2\n---\n# P\n\n- [ ] a\n")
+    code, output = invoke("new", "--plan", str(bad), str(tmp_path / "x"))
+    assert code == 2
+    assert "did you mean max_attempts" in output
+    assert not (tmp_path / "x").exists()
