@@ -225,3 +225,18 @@ def test_new_with_a_bad_plan_makes_no_folder(tmp_path: Path) -> None:
     assert code == 2
     assert "did you mean max_attempts" in output
     assert not (tmp_path / "x").exists()
+
+
+def test_a_longer_brief_comes_from_a_file(
+    tmp_path: Path, fake_api: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    brief = tmp_path / "brief.md"
+    brief.write_text("# Greeter\n\nA greeter, with a README.\n")
+    fake_api.add(Turn.tool("write_plan", GOOD_PLAN))
+
+    code, output = invoke("new", "--idea-file", str(brief), "--plan-only")
+
+    assert code == 0, output
+    assert "A greeter, with a README." in fake_api.bodies[0]["messages"][0]["content"]
+    assert (tmp_path / "greeter-a-greeter-with-a-readme" / "plan.md").exists()
