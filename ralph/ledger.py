@@ -30,6 +30,9 @@ class Ledger:
     attempts: int = 0
     usage: Usage = field(default_factory=Usage)
 
+    def with_usage(self, usage: Usage) -> Ledger:
+        return Ledger(self.title, self.number, self.plan, self.attempts, usage)
+
     def trailers(self, **extra: str) -> dict[str, str]:
         trailers = {
             "Ralph-Step": self.title,

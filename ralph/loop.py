@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ralph import context
 from ralph.config import Settings
-from ralph.engines import Attempt, Engine, Report
+from ralph.engines import Attempt, Engine, Report, Usage
 from ralph.errors import EXIT_BLOCKED, EXIT_OK, InputError
 from ralph.git import Repo
 from ralph.guard import scrub_env
@@ -225,7 +225,7 @@ class Runner:
                 self.settings.max_attempts,
             )
 
-            report, verdict = self.attempt(plan, step, number, base, handoff)
+            report, verdict = self.attempt(plan, step, ledger, base, handoff)
             ledger.usage.add(report.usage)
             if report.status == "blocked":
                 self.reject(step, number, base, f"blocked: {report.summary}")
@@ -244,9 +244,18 @@ class Runner:
         return self.block(step, ledger, reason)
 
     def attempt(
-        self, plan: Plan, step: Step, number: int, base: str, handoff: str
+        self, plan: Plan, step: Step, ledger: Ledger, base: str, handoff: str
     ) -> tuple[Report, Verdict]:
         """One fresh context on the step, then the runner's own checks."""
+        number = ledger.attempts
+
+        def progress(running: Usage) -> None:
+            # The marker carries the spend so far, so a kill does not lose it.
+            spent = ledger.with_usage(ledger.usage.plus(running))
+            self.repo.save_tree(
+                WIP_REF, base, spent.message(f"ralph: wip {step.title}")
+            )
+
         log_dir = self.log_root / f"step-{step.number}" / f"attempt-{number}"
         log_dir.mkdir(parents=True, exist_ok=True)
         checks = self.judge.verify_commands(step)
@@ -269,6 +278,7 @@ class Runner:
                 settings=self.settings,
                 log_dir=log_dir,
                 env=self.env,
+                progress=progress,
             )
         )
         log.info(

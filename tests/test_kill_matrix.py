@@ -201,6 +201,22 @@ def test_killed_in_an_anthropic_attempt_then_resumed(
     resumed = fake.bodies[-2]["messages"][0]["content"]
     assert "interrupted" in str(resumed) and "notes.txt" in str(resumed)
     assert git(repo, "show", "HEAD:notes.txt") == "first try\n"
+    # The killed attempt's spend was kept in git and counts for the step.
+    replies = [r for r in fake.requests if r.path == "/v1/messages" and r.usage]
+    kinds = (
+        "input_tokens",
+        "output_tokens",
+        "cache_creation_input_tokens",
+        "cache_read_input_tokens",
+    )
+    spent = sum(r.usage[kind] for r in replies[2:] for kind in kinds)
+    trailers = git(repo, "log", "-1", "--format=%(trailers)")
+    counted = sum(
+        int(line.split(": ")[1])
+        for line in trailers.splitlines()
+        if line.startswith("Ralph-") and line.split(":")[0].endswith("Tokens")
+    )
+    assert counted == spent
 
 
 def test_plan_edits_made_while_interrupted_are_committed_and_the_step_resumes(

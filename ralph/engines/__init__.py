@@ -6,6 +6,7 @@ Every engine has the same narrow seam: it gets an `Attempt` and returns a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -35,6 +36,11 @@ class Usage:
             + self.cache_read_tokens
         )
 
+    def plus(self, other: Usage) -> Usage:
+        total = Usage(**vars(self))
+        total.add(other)
+        return total
+
     def add(self, other: Usage) -> None:
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
@@ -55,6 +61,9 @@ class Attempt:
     settings: Settings
     log_dir: Path
     env: dict[str, str]
+    # Told the attempt's spend so far after each model reply, so a run that
+    # is killed mid-attempt still leaves its cost in git.
+    progress: Callable[[Usage], None] = field(default=lambda usage: None)
 
 
 @dataclass

@@ -199,6 +199,8 @@ class Conversation:
                 cache_read_tokens=usage.cache_read_input_tokens or 0,
             )
         )
+        self.usage.cost_usd = cost_usd(self.settings.model, self.usage)
+        self.attempt.progress(self.usage)
 
     def handle(self, message: Message) -> Report | None:
         """Act on one reply; a Report ends the attempt, None asks for another turn."""
