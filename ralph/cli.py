@@ -20,7 +20,7 @@ from ralph.engines import build_engine
 from ralph.errors import EXIT_INTERRUPTED, InputError
 from ralph.git import Repo
 from ralph.lint import lint_plan
-from ralph.loop import Runner, require_steps
+from ralph.loop import Runner, plural, require_steps
 from ralph.new import PLAN_NAME, check_target, create_project, slug
 from ralph.plan import Plan, load_plan, parse_plan
 from ralph.planner import plan_idea
@@ -210,6 +210,8 @@ def new(
 
     path = create_project(folder, data, force)
     click.echo(f"ralph: wrote {path} and committed it", err=True)
+    if runner_engine is None:
+        click.echo(f"ralph: run it with: ralph run {path}", err=True)
     if runner_engine is not None:
         sys.exit(Runner(path, settings, runner_engine).run())
 
@@ -246,7 +248,7 @@ def lint(plan: Path, strict: bool) -> None:
     for finding in findings:
         click.echo(finding.render(str(plan)))
     if findings and strict:
-        raise InputError(f"{len(findings)} lint findings in {plan}")
+        raise InputError(f"{plural(len(findings), 'lint finding')} in {plan}")
     if not findings:
         click.echo(f"{plan}: no findings")
 

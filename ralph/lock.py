@@ -37,3 +37,18 @@ def workspace_lock(root: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def lock_holder(root: Path) -> str | None:
+    """The pid of the live run holding the workspace, or None if none does."""
+    path = root / LOCK_FILE
+    if not path.exists():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(fd, 100, 0).decode(errors="replace").strip() or "unknown"
+    finally:
+        os.close(fd)
+    return None

@@ -113,6 +113,11 @@ class Runner:
         if resume is not None:
             return resume
         changed = [p for p in self.repo.changed_paths() if p != self.plan_rel]
+        if held := secret_files(self.repo.root, changed):
+            # Files ralph holds back from its commits are no reason to stop.
+            names = ", ".join(path for path, _ in held)
+            log.warning("leaving %s uncommitted: they look like secrets", names)
+            changed = [p for p in changed if p not in dict(held)]
         if changed and not self.allow_dirty:
             shown = ", ".join(changed[:5]) + (" ..." if len(changed) > 5 else "")
             raise InputError(
@@ -231,7 +236,7 @@ class Runner:
                 self.reject(step, number, base, f"blocked: {report.summary}")
                 return self.block(step, ledger, report.summary)
             if verdict.problem is None:
-                self.finish_step(step, ledger, report, verdict)
+                self.finish_step(step, ledger, report, verdict, base)
                 return True
 
             problem = verdict.problem
@@ -316,7 +321,7 @@ class Runner:
         )
 
     def finish_step(
-        self, step: Step, ledger: Ledger, report: Report, verdict: Verdict
+        self, step: Step, ledger: Ledger, report: Report, verdict: Verdict, base: str
     ) -> None:
         note = report.summary.strip()
         if report.notes.strip():
@@ -325,10 +330,12 @@ class Runner:
         if not verdict.checks and not changed:
             note += "\n\n(done with no change and no verify command)"
         secrets = secret_files(self.repo.root, changed)
-        if secrets:
-            left = "; ".join(f"{path} ({why})" for path, why in secrets)
-            note += f"\n\nLeft out of the commit, as they look like secrets: {left}"
-            log.warning("not committing files that look like secrets: %s", left)
+        # Only what this step wrote is news; files held back before stay so.
+        fresh = set(self.repo.changed_since(base))
+        if new := [(path, why) for path, why in secrets if path in fresh]:
+            left = "; ".join(f"{path} ({why})" for path, why in new)
+            note += f"\n\nLeft out of the commit: {left}"
+            log.warning("not committing %s", left)
         data = add_note(self.plan_path.read_bytes(), step, self.redact(note or "done"))
         data = tick_with_groups(data, self.plan_path, step)
         write_atomic(self.plan_path, data)

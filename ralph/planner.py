@@ -70,7 +70,6 @@ def plan_idea(idea: str, model: str | None, engine: str | None) -> bytes:
 
     settings = Settings()
     settings.model = model or os.environ.get("RALPH_MODEL") or settings.model
-    log.info("planning with %s", settings.model)
     try:
         planner = AnthropicEngine.from_settings(settings)
     except InputError:
@@ -78,6 +77,7 @@ def plan_idea(idea: str, model: str | None, engine: str | None) -> bytes:
             "ralph new asks the model for a plan, so it needs ANTHROPIC_API_KEY; "
             "export it, or start from a plan of your own with --plan FILE"
         ) from None
+    log.info("planning with %s", settings.model)
     with planner.connect() as client:
         data, usage = request_plan(client, idea, settings)
     steps = sum(len(phase["steps"]) for phase in data["phases"])

@@ -175,9 +175,14 @@ def warn_unsandboxed(problem: str) -> None:
 def check_read_only_possible(settings: Settings) -> None:
     """Refuse a read-only run that nothing could hold to being read-only."""
     if settings.read_only and resolve_sandbox(settings) == "none":
+        fix = (
+            "drop sandbox: none (or --sandbox none)"
+            if settings.sandbox == "none"
+            else "install bubblewrap"
+        )
         raise InputError(
             "read_only needs the bwrap sandbox: without it a command could "
-            "still change the work tree; install bubblewrap, or drop read_only"
+            f"still change the work tree; {fix}, or drop read_only"
         )
 
 

@@ -57,6 +57,10 @@ TOKENS = (
     (re.compile(rb"\bgithub_pat_[A-Za-z0-9_]{40,}"), "a GitHub token"),
     (re.compile(rb"\bglpat-[A-Za-z0-9_-]{20,}"), "a GitLab token"),
     (re.compile(rb"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), "an AWS access key id"),
+    (
+        re.compile(rb"(?i)aws_secret_access_key\s*[=:]\s*['\"]?[A-Za-z0-9/+=]{40}"),
+        "an AWS secret access key",
+    ),
     (re.compile(rb"\bxox[baprs]-[A-Za-z0-9-]{10,}"), "a Slack token"),
     (re.compile(rb"\bAIza[0-9A-Za-z_-]{35}"), "a Google API key"),
     (re.compile(rb"\b[sr]k_live_[0-9A-Za-z]{24,}"), "a Stripe live key"),

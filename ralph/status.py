@@ -7,6 +7,7 @@ from collections import Counter
 from ralph.engines import Usage
 from ralph.git import Commit, Repo
 from ralph.ledger import Ledger, StepBooks, books_of, step_commits
+from ralph.lock import lock_holder
 from ralph.loop import WIP_REF, find_step, plural
 from ralph.plan import Plan, Step
 
@@ -41,22 +42,34 @@ def own_commits(
     return mine
 
 
-def step_in_progress(plan: Plan, repo: Repo, plan_rel: str) -> tuple[int, int] | None:
-    """The step number and attempt a running (or killed) run is on, if any."""
+def step_in_progress(
+    plan: Plan, repo: Repo, plan_rel: str
+) -> tuple[int, int, str] | None:
+    """The step a running, or an interrupted, run is on: number, attempt, words."""
     marker = repo.read_ref(WIP_REF)
     if marker is None:
         return None
     ledger = Ledger.from_message(repo.message_of(marker))
     step = find_step(plan, ledger) if ledger.plan == plan_rel else None
-    return (step.number, ledger.attempts) if step else None
+    if step is None:
+        return None
+    pid = lock_holder(repo.root)
+    words = (
+        f"in progress, attempt {ledger.attempts}, pid {pid}"
+        if pid
+        else f"interrupted in attempt {ledger.attempts}; ralph run resumes it"
+    )
+    return step.number, ledger.attempts, words
 
 
-def step_line(step: Step, books: StepBooks, running: tuple[int, int] | None) -> str:
+def step_line(
+    step: Step, books: StepBooks, running: tuple[int, int, str] | None
+) -> str:
     box = "x" if step.done else " "
     line = f"{'  ' * step.depth}[{box}] {step.number}. {step.title}"
     notes = []
     if running and running[0] == step.number:
-        notes.append(f"in progress, attempt {running[1]}")
+        notes.append(running[2])
     elif books.blocked and not step.done:
         notes.append("blocked")
     if books.commits:

@@ -115,7 +115,7 @@ def test_status_shows_the_step_in_progress(repo: Path) -> None:
 
     _, output = invoke("status", str(repo / "plan.md"))
 
-    assert "[ ] 2. Test it  (in progress, attempt 2)" in output
+    assert "[ ] 2. Test it  (interrupted in attempt 2; ralph run resumes it)" in output
 
 
 def test_a_failed_attempt_is_kept_on_a_ref_and_the_retry_starts_clean(

@@ -165,7 +165,15 @@ engine: shell
     assert sorted(committed) == ["plan.md", "settings.ini"]
     assert (repo / ".env").exists() and (repo / "deploy_key").exists()
     note = load_plan(plan).steps[0].notes[-1]
-    assert ".env" in note and "deploy_key" in note and "secrets" in note
+    assert ".env" in note and "deploy_key" in note and "Left out of the commit" in note
+
+    # A later run is not stopped by the files held back, nor does it repeat them.
+    with plan.open("a") as f:
+        f.write("- [ ] Then more\n  ```sh\n  echo more > more.txt\n  ```\n")
+    code, _ = invoke("run", str(plan))
+    assert code == 0
+    assert ".env" not in "".join(load_plan(plan).steps[1].notes)
+    assert ".env" not in git(repo, "ls-files")
 
 
 def test_commands_run_in_the_sandbox_when_bubblewrap_works(

@@ -128,3 +128,19 @@ def test_a_killed_ralph_takes_its_unsandboxed_command_along(
         assert time.monotonic() < deadline, "the step's shell outlived ralph"
         time.sleep(0.05)
     assert not (repo / "late.txt").exists()
+
+
+def test_status_tells_a_running_step_from_an_interrupted_one(
+    repo: Path, tmp_path: Path
+) -> None:
+    child = tmp_path / "child"
+    proc = start(repo, child)
+
+    during = run_ralph("status", "plan.md", cwd=repo)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    os.kill(int(child.read_text()), signal.SIGKILL)
+    after = run_ralph("status", "plan.md", cwd=repo)
+
+    assert f"(in progress, attempt 1, pid {proc.pid})" in during.stdout
+    assert "(interrupted in attempt 1; ralph run resumes it)" in after.stdout

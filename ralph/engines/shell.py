@@ -52,7 +52,9 @@ class ShellEngine:
                 }
                 f.write(json.dumps(record) + "\n")
             if not result.ok:
-                return Report("failed", f"{result.describe()}:\n{result.output}")
+                last = (result.output.strip().splitlines() or ["(no output)"])[-1]
+                summary = f"{result.describe()}, ending: {last}\n\n{result.output}"
+                return Report("failed", summary)
 
         return Report("done", f"ran {len(blocks)} shell block(s)")
 
