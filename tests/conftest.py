@@ -28,6 +28,8 @@ def isolated_git(
     for name in list(os.environ):
         if name.startswith(("GIT_AUTHOR_", "GIT_COMMITTER_", "ANTHROPIC_", "RALPH_")):
             monkeypatch.delenv(name, raising=False)
+    # Retries wait milliseconds, not seconds, in tests.
+    monkeypatch.setenv("RALPH_RETRY_BASE", "0.001")
 
 
 def git(repo: Path, *args: str) -> str:
@@ -91,9 +93,15 @@ def commit_plan(repo: Path, text: str) -> Path:
 
 
 @pytest.fixture
+def fake() -> Iterator[FakeAnthropic]:
+    """The fake Messages API on 127.0.0.1, for tests that build clients."""
+    with FakeAnthropic() as server:
+        yield server
+
+
+@pytest.fixture
 def fake_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAnthropic]:
     """The fake Messages API, with ralph's environment pointing at it."""
-    monkeypatch.setenv("RALPH_RETRY_BASE", "0.001")
     with FakeAnthropic() as server:
         monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-key-000")
         monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)

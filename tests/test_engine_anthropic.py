@@ -25,17 +25,6 @@ KEY = "sk-ant-test-0123456789abcdef"
 EDITOR = "str_replace_based_edit_tool"
 
 
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RALPH_RETRY_BASE", "0.001")
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
-
-
 @pytest.fixture
 def engine(fake: FakeAnthropic) -> Iterator[AnthropicEngine]:
     environ = {"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": fake.url}

@@ -453,12 +453,6 @@ def fill_victim(root: Path) -> None:
     (root / "file.txt").write_text("sentinel\n")
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
-
-
 def attempt(
     world: World,
     ralph: Ralph,

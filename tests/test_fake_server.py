@@ -22,12 +22,6 @@ HELLO = [{"role": "user", "content": "hello"}]
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
-
-
-@pytest.fixture
 def client(fake: FakeAnthropic) -> Iterator[anthropic.Anthropic]:
     with anthropic.Anthropic(api_key="test-key", base_url=fake.url, max_retries=0) as c:
         yield c

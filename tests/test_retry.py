@@ -28,17 +28,6 @@ from tests.fakes.anthropic_server import FakeAnthropic, Turn
 MODEL = "claude-sonnet-4-6"
 
 
-@pytest.fixture(autouse=True)
-def fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RALPH_RETRY_BASE", "0.001")
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
-
-
 @pytest.fixture
 def ask(fake: FakeAnthropic) -> Iterator[Callable[[], Any]]:
     """One streamed request, with a cut stream raised as the engine raises it."""
