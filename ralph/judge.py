@@ -19,6 +19,7 @@ from ralph.engines import Report
 from ralph.git import Repo
 from ralph.plan import Step, write_atomic
 from ralph.sandbox import Sandbox
+from ralph.secrets import redact
 
 HANDOFF_TAIL = 3_000
 
@@ -134,7 +135,8 @@ class Judge:
                 )
             results.append(result)
             with log_file.open("a", encoding="utf-8") as f:
-                f.write(f"$ {command}\n{result.output}\n[{result.describe()}]\n")
+                entry = f"$ {command}\n{result.output}\n[{result.describe()}]\n"
+                f.write(redact(entry, os.environ))
         return results
 
 

@@ -268,7 +268,7 @@ class Runner:
         prompt = context.step_prompt(
             plan, step, self.repo, render_verify(checks, before), handoff
         )
-        (log_dir / "prompt.md").write_text(prompt, encoding="utf-8")
+        (log_dir / "prompt.md").write_text(self.redact(prompt), encoding="utf-8")
 
         plan_before = self.plan_path.read_bytes()
         head_before = self.repo.head()

@@ -78,6 +78,10 @@ def test_secrets_in_output_never_reach_the_plan_or_the_history(
         assert secret not in plan.read_text()
         assert secret not in history
     assert "[redacted]" in load_plan(plan).steps[0].notes[-1]
+    logs = [p.read_text() for p in (repo / ".ralph" / "logs").rglob("*") if p.is_file()]
+    assert logs and not any(
+        secret in log for log in logs for secret in (TOKEN, "correct-horse-battery")
+    )
 
 
 def test_a_linked_work_tree_keeps_ralph_dir_out_of_git(repo: Path) -> None:

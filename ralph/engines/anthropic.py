@@ -28,6 +28,7 @@ from ralph.engines import Attempt, Report, Status, Usage
 from ralph.errors import InputError
 from ralph.pricing import cost_usd
 from ralph.retry import StreamCut, call_with_retry
+from ralph.secrets import redact
 from ralph.tools import BASH, EDITOR, FINISH, Toolbox, ToolResult
 
 log = logging.getLogger("ralph")
@@ -366,6 +367,7 @@ class Transcript:
         text = json.dumps(entry, ensure_ascii=False, default=str)
         if len(self.secret) >= 8:
             text = text.replace(self.secret, "[api key]")
+        text = redact(text, os.environ)
         handle.write(text + "\n")
         handle.flush()
 

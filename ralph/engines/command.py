@@ -21,6 +21,7 @@ from ralph.context import template
 from ralph.engines import Attempt, Report, Usage
 from ralph.errors import InputError
 from ralph.pricing import cost_usd
+from ralph.secrets import redact
 
 AGENT_COMMANDS = {
     "claude": "claude -p --output-format json --dangerously-skip-permissions",
@@ -84,7 +85,8 @@ class CommandEngine:
             kill_group(proc)
 
         output = raw.decode("utf-8", errors="replace")
-        (attempt.log_dir / "transcript.txt").write_text(output, encoding="utf-8")
+        transcript = redact(output, os.environ)
+        (attempt.log_dir / "transcript.txt").write_text(transcript, encoding="utf-8")
         report = read_report(output, proc.returncode)
         report.usage = read_usage(output, attempt.settings.model)
         report.summary = report.summary or f"ran for {time.monotonic() - started:.0f}s"

@@ -7,6 +7,7 @@ and the tests of ralph itself.
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from markdown_it import MarkdownIt
@@ -14,6 +15,7 @@ from markdown_it import MarkdownIt
 from ralph.commands import run_command
 from ralph.engines import Attempt, Report
 from ralph.sandbox import Sandbox
+from ralph.secrets import redact
 
 SHELL_LANGUAGES = {"sh", "bash", "shell"}
 
@@ -50,7 +52,7 @@ class ShellEngine:
                     "exit_code": result.exit_code,
                     "output": result.output,
                 }
-                f.write(json.dumps(record) + "\n")
+                f.write(redact(json.dumps(record), os.environ) + "\n")
             if not result.ok:
                 last = (result.output.strip().splitlines() or ["(no output)"])[-1]
                 summary = f"{result.describe()}, ending: {last}\n\n{result.output}"
