@@ -20,7 +20,7 @@ from ralph.engines import build_engine
 from ralph.errors import EXIT_INTERRUPTED, InputError
 from ralph.git import Repo
 from ralph.lint import lint_plan
-from ralph.loop import Runner, plural, require_steps
+from ralph.loop import Runner, plural, repair_plan, require_steps
 from ralph.new import PLAN_NAME, check_target, create_project, slug
 from ralph.plan import Plan, load_plan, parse_plan
 from ralph.planner import plan_idea
@@ -99,6 +99,7 @@ def run(
         "sandbox": sandbox,
         "read_only": read_only or None,
     }
+    repair_plan(plan)
     parsed = load_plan(plan)
     require_steps(parsed)
     Repo.discover(plan.resolve()).check_usable()

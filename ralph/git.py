@@ -187,6 +187,40 @@ class Repo:
         if self.head():
             self.git("reset", "-q")
 
+    def committed_file(self, rel: str) -> bytes | None:
+        """A regular file's bytes as HEAD has it, or None if HEAD holds no such file."""
+        entry = self.git("ls-tree", "HEAD", "--", rel, check=False)
+        if not entry.startswith("100"):
+            return None
+        proc = subprocess.run(
+            ["git", "show", f"HEAD:{rel}"],
+            cwd=self.root,
+            capture_output=True,
+            check=True,
+        )
+        return proc.stdout
+
+    def attribute_files(self) -> dict[str, bytes]:
+        """Every .gitattributes in the work tree, by path, with its bytes.
+
+        Listed without reading any other file: attributes change how git
+        reads files, so they are looked at before git is asked to.
+        """
+        out = self.git(
+            "ls-files",
+            "-z",
+            "-co",
+            "--exclude-standard",
+            "--",
+            ".gitattributes",
+            "*/.gitattributes",
+        )
+        return {
+            rel: (self.root / rel).read_bytes()
+            for rel in set(out.split("\0"))
+            if rel and (self.root / rel).is_file()
+        }
+
     def tree_with_file(self, tree: str, rel: str, data: bytes) -> str:
         """`tree` with the file at `rel` holding `data`."""
         blob = (

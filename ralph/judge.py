@@ -52,17 +52,27 @@ class Judge:
         self,
         report: Report,
         plan_before: bytes,
+        attributes_before: dict[str, bytes],
         base: str,
         checks: list[str],
         log_dir: Path,
     ) -> Verdict:
         """Decide whether an attempt did the step: the runner decides, not the model."""
+        # Both are put back before anything asks git about the tree.
+        problems = []
         if self.plan_changed(plan_before):
             self.restore_plan(plan_before)
-            return Verdict(
+            problems.append(
                 "the attempt edited the plan file, which belongs to the "
                 "runner; the edit was undone"
             )
+        if attributes := self.attributes_changed(attributes_before):
+            problems.append(
+                f"the attempt changed {', '.join(attributes)}, which decides how "
+                "git stores files, the plan among them; the change was undone"
+            )
+        if problems:
+            return Verdict("; ".join(problems))
         if protected := self.protected_changes(base):
             return Verdict(
                 f"the attempt changed protected files ({', '.join(protected)}); "
@@ -107,6 +117,21 @@ class Judge:
             # Never write through what the attempt left: it may point outside.
             path.unlink()
         write_atomic(path, original)
+
+    def attributes_changed(self, before: dict[str, bytes]) -> list[str]:
+        """.gitattributes files the attempt changed, put back as they were."""
+        after = self.repo.attribute_files()
+        changed = sorted(
+            rel
+            for rel in before.keys() | after.keys()
+            if before.get(rel) != after.get(rel)
+        )
+        for rel in changed:
+            if rel in before:
+                write_atomic(self.repo.root / rel, before[rel])
+            else:
+                (self.repo.root / rel).unlink()
+        return changed
 
     def protected_changes(self, tree: str) -> list[str]:
         """Paths matching `protect` that changed since `tree`, put back as they were."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import stat
 import time
 from collections.abc import Sequence
@@ -240,7 +241,9 @@ class Runner:
                 return True
 
             problem = verdict.problem
-            log.warning("attempt %d rejected: %s", number, first_line(problem))
+            log.warning(
+                "attempt %d rejected: %s", number, self.redact(first_line(problem))
+            )
             ref = self.reject(step, number, base, problem)
             handoff = self.handoff(problem, report, ref)
 
@@ -271,6 +274,7 @@ class Runner:
         (log_dir / "prompt.md").write_text(self.redact(prompt), encoding="utf-8")
 
         plan_before = self.plan_path.read_bytes()
+        attributes_before = self.repo.attribute_files()
         head_before = self.repo.head()
         started = time.monotonic()
         report = self.engine.run(
@@ -291,11 +295,13 @@ class Runner:
             number,
             report.status,
             time.monotonic() - started,
-            first_line(report.summary),
+            self.redact(first_line(report.summary)),
         )
         # The model's own commits become part of the step's single commit.
         self.repo.fold_commits_since(head_before)
-        verdict = self.judge.judge(report, plan_before, base, checks, log_dir)
+        verdict = self.judge.judge(
+            report, plan_before, attributes_before, base, checks, log_dir
+        )
         return report, verdict
 
     # -- endings ----------------------------------------------------------
@@ -385,6 +391,33 @@ class Runner:
         self.repo.delete_ref(WIP_REF)
         log.error("step %d is blocked: %s", step.number, first_line(reason))
         return False
+
+
+def repair_plan(path: Path) -> None:
+    """Put back a plan that an attempt replaced before its run was killed.
+
+    Within a run the judge undoes such a change; after a kill, the next run
+    must not follow a symlink or read a FIFO that an attempt left at the
+    plan's path. HEAD's copy is the plan as ralph last committed it.
+    """
+    try:
+        repo = Repo.discover(path)
+    except InputError:
+        return
+    rel = os.path.relpath(os.path.abspath(path), repo.root)
+    if repo.read_ref(WIP_REF) is None or rel.startswith(".."):
+        return
+    if path.is_file() and not path.is_symlink():
+        return
+    committed = repo.committed_file(rel)
+    if committed is None:
+        return
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.is_symlink() or path.exists():
+        path.unlink()
+    write_atomic(path, committed)
+    log.warning("%s was replaced by an interrupted attempt; put back as committed", rel)
 
 
 def require_steps(plan: Plan) -> None:

@@ -131,6 +131,17 @@ PEM_BLOCK = re.compile(
 )
 
 
+def redact_data(value: object, environ: Mapping[str, str]) -> object:
+    """Every string inside a JSON-like value redacted, before it is encoded."""
+    if isinstance(value, str):
+        return redact(value, environ)
+    if isinstance(value, dict):
+        return {key: redact_data(item, environ) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_data(item, environ) for item in value]
+    return value
+
+
 def redact(text: str, environ: Mapping[str, str]) -> str:
     """Text with token-shaped strings and the values of secret variables blanked.
 

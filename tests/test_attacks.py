@@ -113,3 +113,39 @@ def test_a_background_child_does_not_hold_the_step(repo: Path) -> None:
     assert code == 0
     assert time.monotonic() - started < 15
     assert git(repo, "show", "HEAD:started.txt") == "started\n"
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        "plan.md working-tree-encoding=UTF-16",
+        "plan.md text eol=crlf ident",
+    ],
+)
+def test_an_attempt_may_not_change_how_git_reads_files(
+    repo: Path, attributes: str
+) -> None:
+    plan = commit_plan(repo, one_step(f"echo '{attributes}' > .gitattributes"))
+    before = plan.read_bytes()
+
+    code, _ = invoke("run", str(plan))
+
+    assert code == 3
+    assert not (repo / ".gitattributes").exists()
+    note = load_plan(plan).steps[0].notes[-1]
+    assert ".gitattributes" in note and "undone" in note
+    assert b"\r\n" not in plan.read_bytes() and plan.read_bytes().startswith(before)
+
+
+def test_tokens_on_later_lines_of_output_are_redacted_in_transcripts(
+    repo: Path,
+) -> None:
+    aws = "AKIA" + "ABCDEFGHIJKLMNOP"
+    plan = commit_plan(repo, one_step(f"echo first\necho {TOKEN}\necho {aws}"))
+
+    code, _ = invoke("run", str(plan))
+
+    assert code == 0
+    [transcript] = list((repo / ".ralph" / "logs").rglob("transcript.jsonl"))
+    text = transcript.read_text()
+    assert "first" in text and TOKEN not in text and aws not in text

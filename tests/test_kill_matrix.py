@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from ralph.plan import load_plan
-from tests.conftest import ROOT, commit_plan, git, ralph_commits, run_ralph
+from tests.conftest import ROOT, commit_plan, git, make_repo, ralph_commits, run_ralph
 from tests.fakes.anthropic_server import FakeAnthropic, Turn
 
 STALL = (
@@ -244,3 +244,42 @@ def test_plan_edits_made_while_interrupted_are_committed_and_the_step_resumes(
         repo, "log", "-1", "--format=%B", "--grep=^ralph: Second"
     )
     assert git(repo, "show", "HEAD:log.txt").count("attempt") == 2
+
+
+def test_a_plan_swapped_for_a_symlink_before_a_kill_is_put_back(
+    repo: Path, tmp_path: Path
+) -> None:
+    victim = make_repo(tmp_path / "victim", {"plan.md": "# V\n\n- [ ] Victim\n"})
+    victim_plan = (victim / "plan.md").read_bytes()
+    flag = tmp_path / "flag"
+    commit_plan(
+        repo,
+        f"""---
+engine: shell
+sandbox: none
+---
+# Swap
+
+- [ ] Swap the plan
+  ```sh
+  if [ ! -e {flag}.done ]; then
+    touch {flag}.done
+    rm plan.md
+    ln -s {victim}/plan.md plan.md
+    echo $$ > {flag}
+    sleep 60
+  fi
+  ```
+""",
+    )
+    proc = start_ralph(repo, {})
+    wait_for(flag, proc)
+    kill_everything(proc, flag)
+
+    result = run_ralph("run", "plan.md", "--engine", "shell", cwd=repo)
+
+    assert "put back as committed" in result.stderr
+    assert (victim / "plan.md").read_bytes() == victim_plan
+    assert git(victim, "log", "--format=%s").split("\n")[0] == "start"
+    assert not (repo / "plan.md").is_symlink()
+    assert result.returncode == 0, result.stderr

@@ -28,7 +28,7 @@ from ralph.engines import Attempt, Report, Status, Usage
 from ralph.errors import InputError
 from ralph.pricing import cost_usd
 from ralph.retry import StreamCut, call_with_retry
-from ralph.secrets import redact
+from ralph.secrets import redact_data
 from ralph.tools import BASH, EDITOR, FINISH, Toolbox, ToolResult
 
 log = logging.getLogger("ralph")
@@ -364,10 +364,11 @@ class Transcript:
         self.write("tool", id=call.id, **entry, output=result.content)
 
     def line(self, handle: Any, entry: dict[str, Any]) -> None:
-        text = json.dumps(entry, ensure_ascii=False, default=str)
+        # Redacted before encoding: JSON escapes would hide a token's edges.
+        clean = redact_data(json.loads(json.dumps(entry, default=str)), os.environ)
+        text = json.dumps(clean, ensure_ascii=False)
         if len(self.secret) >= 8:
             text = text.replace(self.secret, "[api key]")
-        text = redact(text, os.environ)
         handle.write(text + "\n")
         handle.flush()
 

@@ -15,7 +15,7 @@ from markdown_it import MarkdownIt
 from ralph.commands import run_command
 from ralph.engines import Attempt, Report
 from ralph.sandbox import Sandbox
-from ralph.secrets import redact
+from ralph.secrets import redact_data
 
 SHELL_LANGUAGES = {"sh", "bash", "shell"}
 
@@ -52,7 +52,7 @@ class ShellEngine:
                     "exit_code": result.exit_code,
                     "output": result.output,
                 }
-                f.write(redact(json.dumps(record), os.environ) + "\n")
+                f.write(json.dumps(redact_data(record, os.environ)) + "\n")
             if not result.ok:
                 last = (result.output.strip().splitlines() or ["(no output)"])[-1]
                 summary = f"{result.describe()}, ending: {last}\n\n{result.output}"
