@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ralph.errors import InputError, RalphError
+from ralph.secrets import secret_files
 
 FALLBACK_NAME = "ralph"
 FALLBACK_EMAIL = "ralph@localhost"
@@ -165,20 +166,35 @@ class Repo:
         return {**self._env, "GIT_INDEX_FILE": str(index)}
 
     def snapshot(self) -> str:
-        """Write the work tree (minus ignored files) as a tree; return its id."""
+        """Write the work tree as a tree and return its id.
+
+        Ignored files are left out, and so are uncommitted files that look
+        like secrets: snapshots are commits too, on ralph's own refs.
+        """
+        held = self.held_back()
         with tempfile.TemporaryDirectory() as tmp:
             env = self._scratch_env(Path(tmp) / "index")
             if self.head():
                 self.git("read-tree", "HEAD", env=env)
             self.git("add", "-A", env=env)
+            if held:
+                self.git(
+                    "rm", "--cached", "-q", "--ignore-unmatch", "--", *held, env=env
+                )
             return self.git("write-tree", env=env)
+
+    def held_back(self) -> list[str]:
+        """Uncommitted files that ralph keeps out of every commit it makes."""
+        return [path for path, _ in secret_files(self.root, self.changed_paths())]
 
     def restore(self, tree: str) -> None:
         """Make the work tree what `tree` says, leaving ignored files alone."""
         wanted = set(self.git("ls-tree", "-r", "-z", "--name-only", tree).split("\0"))
         present = self.git("ls-files", "-z", "-co", "--exclude-standard").split("\0")
+        # Held-back files are in no snapshot; they stay where they are.
+        kept = set(self.held_back())
         for rel in present:
-            if rel and rel not in wanted:
+            if rel and rel not in wanted and rel not in kept:
                 (self.root / rel).unlink(missing_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             env = self._scratch_env(Path(tmp) / "index")

@@ -216,6 +216,7 @@ class Runner:
             ledger = Ledger(step.title, step.number, self.plan_rel)
             base, handoff, first = self.repo.snapshot(), "", 1
 
+        held_before = set(self.repo.held_back())
         problem = "no attempt was made"
         for number in range(first, self.settings.max_attempts + 1):
             ledger.attempts = number
@@ -237,7 +238,7 @@ class Runner:
                 self.reject(step, number, base, f"blocked: {report.summary}")
                 return self.block(step, ledger, report.summary)
             if verdict.problem is None:
-                self.finish_step(step, ledger, report, verdict, base)
+                self.finish_step(step, ledger, report, verdict, held_before)
                 return True
 
             problem = verdict.problem
@@ -327,7 +328,12 @@ class Runner:
         )
 
     def finish_step(
-        self, step: Step, ledger: Ledger, report: Report, verdict: Verdict, base: str
+        self,
+        step: Step,
+        ledger: Ledger,
+        report: Report,
+        verdict: Verdict,
+        held_before: set[str],
     ) -> None:
         note = report.summary.strip()
         if report.notes.strip():
@@ -337,8 +343,7 @@ class Runner:
             note += "\n\n(done with no change and no verify command)"
         secrets = secret_files(self.repo.root, changed)
         # Only what this step wrote is news; files held back before stay so.
-        fresh = set(self.repo.changed_since(base))
-        if new := [(path, why) for path, why in secrets if path in fresh]:
+        if new := [(path, why) for path, why in secrets if path not in held_before]:
             left = "; ".join(f"{path} ({why})" for path, why in new)
             note += f"\n\nLeft out of the commit: {left}"
             log.warning("not committing %s", left)

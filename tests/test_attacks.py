@@ -149,3 +149,18 @@ def test_tokens_on_later_lines_of_output_are_redacted_in_transcripts(
     [transcript] = list((repo / ".ralph" / "logs").rglob("transcript.jsonl"))
     text = transcript.read_text()
     assert "first" in text and TOKEN not in text and aws not in text
+
+
+def test_snapshots_on_ralphs_refs_hold_no_secret_files(repo: Path) -> None:
+    # The token is put together by the shell, so the plan never holds it.
+    block = f'p=ghp; echo "TOKEN=${{p}}{TOKEN[3:]}" > .env\necho work > work.txt\nfalse'
+    plan = commit_plan(repo, one_step(block))
+
+    code, _ = invoke("run", str(plan))
+
+    assert code == 3
+    assert TOKEN not in git(repo, "log", "-p", "--all")
+    [ref] = git(repo, "for-each-ref", "--format=%(refname)", "refs/ralph/").split()
+    assert "work.txt" in git(repo, "show", "--name-only", "--format=", ref)
+    # The rejected attempt's secret file is left in place, not thrown away.
+    assert (repo / ".env").read_text() == f"TOKEN={TOKEN}\n"
