@@ -20,10 +20,9 @@ from ralph.engines import build_engine
 from ralph.errors import EXIT_INTERRUPTED, InputError
 from ralph.git import Repo
 from ralph.lint import lint_plan
-from ralph.loop import Runner, plural, repair_plan, require_steps
+from ralph.loop import Runner, plural, preflight, require_steps
 from ralph.new import PLAN_NAME, check_target, create_project, slug
 from ralph.plan import Plan, load_plan, parse_plan
-from ralph.planner import plan_idea
 from ralph.status import status_lines
 
 log = logging.getLogger("ralph")
@@ -99,11 +98,7 @@ def run(
         "sandbox": sandbox,
         "read_only": read_only or None,
     }
-    repair_plan(plan)
-    parsed = load_plan(plan)
-    require_steps(parsed)
-    Repo.discover(plan.resolve()).check_usable()
-    settings = resolve_settings(parsed, overrides)
+    settings = resolve_settings(preflight(plan), overrides)
     runner = Runner(plan, settings, build_engine(settings), allow_dirty=allow_dirty)
     sys.exit(runner.run())
 
@@ -199,6 +194,9 @@ def new(
             )
         folder = folder or Path(slug(idea))
         check_target(folder, force)
+        # The API client loads only when a plan is asked of the model.
+        from ralph.planner import plan_idea
+
         data = plan_idea(idea, model=model, engine=engine)
 
     # The plan is checked whole before any folder is made for it.

@@ -104,13 +104,6 @@ def read_bounded(out: IO[bytes], limit: int) -> str:
     return f"{head}\n[... {size - limit} bytes cut ...]\n{tail}"
 
 
-def run_shell(
-    command: str, cwd: Path, env: dict[str, str], timeout: float
-) -> CommandResult:
-    """Run a bash command line in the workspace."""
-    return run_command(["bash", "-c", command], cwd, env, timeout, display=command)
-
-
 def kill_group(proc: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)

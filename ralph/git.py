@@ -39,8 +39,9 @@ class Repo:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._env = dict(os.environ)
+        self._env.update(self._identity_env())
         self.git_dir = Path(self.git("rev-parse", "--absolute-git-dir"))
-        self._env = {**os.environ, **self._identity_env()}
 
     @classmethod
     def discover(cls, path: Path) -> Repo:
@@ -76,7 +77,7 @@ class Repo:
             input=input,
             capture_output=True,
             text=True,
-            env=env or getattr(self, "_env", None),
+            env=env or self._env,
         )
         if check and proc.returncode != 0:
             raise RalphError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
@@ -156,10 +157,6 @@ class Repo:
         proc = subprocess.run(["git", "check-ignore", "-q", rel], cwd=self.root)
         return proc.returncode == 0
 
-    def is_tracked(self, path: Path) -> bool:
-        rel = str(path.relative_to(self.root))
-        return bool(self.git("ls-files", "--", rel))
-
     # -- snapshots: whole work trees as git trees -------------------------
 
     def _scratch_env(self, index: Path) -> dict[str, str]:
@@ -171,7 +168,7 @@ class Repo:
         Ignored files are left out, and so are uncommitted files that look
         like secrets: snapshots are commits too, on ralph's own refs.
         """
-        held = self.held_back()
+        held = [path for path, _ in self.held_back()]
         with tempfile.TemporaryDirectory() as tmp:
             env = self._scratch_env(Path(tmp) / "index")
             if self.head():
@@ -183,16 +180,16 @@ class Repo:
                 )
             return self.git("write-tree", env=env)
 
-    def held_back(self) -> list[str]:
-        """Uncommitted files that ralph keeps out of every commit it makes."""
-        return [path for path, _ in secret_files(self.root, self.changed_paths())]
+    def held_back(self) -> list[tuple[str, str]]:
+        """Uncommitted files ralph keeps out of every commit it makes, with why."""
+        return secret_files(self.root, self.changed_paths())
 
     def restore(self, tree: str) -> None:
         """Make the work tree what `tree` says, leaving ignored files alone."""
         wanted = set(self.git("ls-tree", "-r", "-z", "--name-only", tree).split("\0"))
         present = self.git("ls-files", "-z", "-co", "--exclude-standard").split("\0")
         # Held-back files are in no snapshot; they stay where they are.
-        kept = set(self.held_back())
+        kept = {path for path, _ in self.held_back()}
         for rel in present:
             if rel and rel not in wanted and rel not in kept:
                 (self.root / rel).unlink(missing_ok=True)

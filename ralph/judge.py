@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import shutil
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from ralph.commands import CommandResult, bound_output, run_command
 from ralph.config import Settings
 from ralph.engines import Report
 from ralph.git import Repo
-from ralph.plan import Step, write_atomic
+from ralph.plan import Step, is_regular_file, put_back, write_atomic
 from ralph.sandbox import Sandbox
 from ralph.secrets import redact
 
@@ -61,7 +59,7 @@ class Judge:
         # Both are put back before anything asks git about the tree.
         problems = []
         if self.plan_changed(plan_before):
-            self.restore_plan(plan_before)
+            put_back(self.plan_path, plan_before)
             problems.append(
                 "the attempt edited the plan file, which belongs to the "
                 "runner; the edit was undone"
@@ -100,23 +98,9 @@ class Judge:
         The path is examined before it is opened: an attempt may have put a
         FIFO there, which would hang a read, or a symlink to a file outside.
         """
-        try:
-            info = os.lstat(self.plan_path)
-        except FileNotFoundError:
-            return True
-        if not stat.S_ISREG(info.st_mode):
+        if not is_regular_file(self.plan_path):
             return True
         return self.plan_path.read_bytes() != original
-
-    def restore_plan(self, original: bytes) -> None:
-        """Put the plan back as a regular file, whatever an attempt made of its path."""
-        path = self.plan_path
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.is_symlink() or path.exists():
-            # Never write through what the attempt left: it may point outside.
-            path.unlink()
-        write_atomic(path, original)
 
     def attributes_changed(self, before: dict[str, bytes]) -> list[str]:
         """.gitattributes files the attempt changed, put back as they were."""

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import stat
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from ralph import context
@@ -25,9 +25,18 @@ from ralph.guard import scrub_env
 from ralph.judge import Judge, Verdict, first_line, render_verify
 from ralph.ledger import Ledger, total_spend
 from ralph.lock import workspace_lock
-from ralph.plan import Plan, Step, add_note, load_plan, tick, write_atomic
+from ralph.plan import (
+    Plan,
+    Step,
+    add_note,
+    is_regular_file,
+    load_plan,
+    put_back,
+    tick,
+    write_atomic,
+)
 from ralph.sandbox import check_read_only_possible, resolve_sandbox
-from ralph.secrets import redact, secret_files
+from ralph.secrets import redact
 
 log = logging.getLogger("ralph")
 
@@ -67,9 +76,11 @@ class Runner:
         )
 
     def run(self) -> int:
-        """Run or resume the plan; return the exit code."""
-        require_steps(load_plan(self.plan_path))
-        self.repo.check_usable()
+        """Run or resume the plan; return the exit code.
+
+        The plan and its repository have passed `preflight` (or, for a new
+        project, were made so) before the engine was built.
+        """
         resolve_sandbox(self.settings)
         check_read_only_possible(self.settings)
         self.repo.exclude_ralph_dir()
@@ -114,11 +125,11 @@ class Runner:
         if resume is not None:
             return resume
         changed = [p for p in self.repo.changed_paths() if p != self.plan_rel]
-        if held := secret_files(self.repo.root, changed):
+        if held := dict(self.repo.held_back()):
             # Files ralph holds back from its commits are no reason to stop.
-            names = ", ".join(path for path, _ in held)
+            names = ", ".join(held)
             log.warning("leaving %s uncommitted: they look like secrets", names)
-            changed = [p for p in changed if p not in dict(held)]
+            changed = [p for p in changed if p not in held]
         if changed and not self.allow_dirty:
             shown = ", ".join(changed[:5]) + (" ..." if len(changed) > 5 else "")
             raise InputError(
@@ -160,13 +171,7 @@ class Runner:
             self.commit_step(step, ledger, "committed after an interrupted run")
             return None
         if self.plan_rel in self.repo.changed_paths():
-            # Edited while the step was interrupted: commit the edit, and move
-            # the marker on top of it so the step still resumes.
-            self.commit_plan_edits()
-            base = self.repo.tree_with_file(
-                base, self.plan_rel, self.plan_path.read_bytes()
-            )
-            self.repo.save_tree(WIP_REF, base, self.repo.message_of(marker))
+            base = self.commit_plan_edits_under(marker, base)
         if plan.next_step() != step:
             log.warning(
                 "the interrupted step %r is not the next step any more; its "
@@ -187,6 +192,19 @@ class Runner:
     def redact(self, text: str) -> str:
         """What ralph writes to the plan and the history carries no secret."""
         return redact(text, os.environ)
+
+    def commit_plan_edits_under(self, marker: str, base: str) -> str:
+        """Commit plan edits made while a step was interrupted; return its new base.
+
+        The marker moves on top of the new commit, with the edited plan in
+        its tree, so the step still resumes and a reset keeps the edit.
+        """
+        self.commit_plan_edits()
+        base = self.repo.tree_with_file(
+            base, self.plan_rel, self.plan_path.read_bytes()
+        )
+        self.repo.save_tree(WIP_REF, base, self.repo.message_of(marker))
+        return base
 
     def budget_reached(self, steps_run: int) -> str | None:
         settings = self.settings
@@ -216,7 +234,7 @@ class Runner:
             ledger = Ledger(step.title, step.number, self.plan_rel)
             base, handoff, first = self.repo.snapshot(), "", 1
 
-        held_before = set(self.repo.held_back())
+        held_before = {path for path, _ in self.repo.held_back()}
         problem = "no attempt was made"
         for number in range(first, self.settings.max_attempts + 1):
             ledger.attempts = number
@@ -257,14 +275,6 @@ class Runner:
     ) -> tuple[Report, Verdict]:
         """One fresh context on the step, then the runner's own checks."""
         number = ledger.attempts
-
-        def progress(running: Usage) -> None:
-            # The marker carries the spend so far, so a kill does not lose it.
-            spent = ledger.with_usage(ledger.usage.plus(running))
-            self.repo.save_tree(
-                WIP_REF, base, spent.message(f"ralph: wip {step.title}")
-            )
-
         log_dir = self.log_root / f"step-{step.number}" / f"attempt-{number}"
         log_dir.mkdir(parents=True, exist_ok=True)
         checks = self.judge.verify_commands(step)
@@ -288,7 +298,7 @@ class Runner:
                 settings=self.settings,
                 log_dir=log_dir,
                 env=self.env,
-                progress=progress,
+                progress=partial(self.record_spend, step, ledger, base),
             )
         )
         log.info(
@@ -304,6 +314,13 @@ class Runner:
             report, plan_before, attributes_before, base, checks, log_dir
         )
         return report, verdict
+
+    def record_spend(
+        self, step: Step, ledger: Ledger, base: str, running: Usage
+    ) -> None:
+        """Rewrite the marker with the attempt's spend so far, so a kill keeps it."""
+        spent = ledger.with_usage(ledger.usage.plus(running))
+        self.repo.save_tree(WIP_REF, base, spent.message(f"ralph: wip {step.title}"))
 
     # -- endings ----------------------------------------------------------
 
@@ -338,10 +355,9 @@ class Runner:
         note = report.summary.strip()
         if report.notes.strip():
             note += "\n\n" + report.notes.strip()
-        changed = self.repo.changed_paths()
-        if not verdict.checks and not changed:
+        if not verdict.checks and not self.repo.changed_paths():
             note += "\n\n(done with no change and no verify command)"
-        secrets = secret_files(self.repo.root, changed)
+        secrets = self.repo.held_back()
         # Only what this step wrote is news; files held back before stay so.
         if new := [(path, why) for path, why in secrets if path not in held_before]:
             left = "; ".join(f"{path} ({why})" for path, why in new)
@@ -412,17 +428,22 @@ def repair_plan(path: Path) -> None:
     rel = os.path.relpath(os.path.abspath(path), repo.root)
     if repo.read_ref(WIP_REF) is None or rel.startswith(".."):
         return
-    if path.is_file() and not path.is_symlink():
+    if is_regular_file(path):
         return
     committed = repo.committed_file(rel)
     if committed is None:
         return
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.is_symlink() or path.exists():
-        path.unlink()
-    write_atomic(path, committed)
+    put_back(path, committed)
     log.warning("%s was replaced by an interrupted attempt; put back as committed", rel)
+
+
+def preflight(path: Path) -> Plan:
+    """The plan, checked as far as it can be before an engine is built."""
+    repair_plan(path)
+    plan = load_plan(path)
+    require_steps(plan)
+    Repo.discover(path.resolve()).check_usable()
+    return plan
 
 
 def require_steps(plan: Plan) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 import tempfile
 from dataclasses import dataclass, field
@@ -234,6 +235,27 @@ def write_atomic(path: Path, data: bytes) -> None:
         Path(temporary).unlink(missing_ok=True)
         raise
     _fsync_directory(target.parent)
+
+
+def is_regular_file(path: Path) -> bool:
+    """Whether a regular file stands at `path` itself, not behind a link."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def put_back(path: Path, data: bytes) -> None:
+    """Write `data` at `path` as a fresh regular file, whatever stood there.
+
+    What an attempt left at the plan's path is removed first, never written
+    through: a symlink may point outside the work tree, a FIFO would hang.
+    """
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.is_symlink() or path.exists():
+        path.unlink()
+    write_atomic(path, data)
 
 
 def _new_file_mode() -> int:

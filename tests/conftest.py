@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,6 +84,15 @@ def run_ralph(
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "work", {"README.md": "# work\n"})
+
+
+def wait_for(path: Path, proc: subprocess.Popen[Any], timeout: float = 60) -> None:
+    """Wait until a running ralph's step has written `path`."""
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and path.read_text().strip()):
+        assert proc.poll() is None, "ralph ended before the point waited for"
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
 
 
 def commit_plan(repo: Path, text: str) -> Path:

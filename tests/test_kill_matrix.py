@@ -19,7 +19,15 @@ from pathlib import Path
 import pytest
 
 from ralph.plan import load_plan
-from tests.conftest import ROOT, commit_plan, git, make_repo, ralph_commits, run_ralph
+from tests.conftest import (
+    ROOT,
+    commit_plan,
+    git,
+    make_repo,
+    ralph_commits,
+    run_ralph,
+    wait_for,
+)
 from tests.fakes.anthropic_server import FakeAnthropic, Turn
 
 STALL = (
@@ -77,14 +85,6 @@ POINTS = {
     "while clearing the marker": {"GIT_BEFORE": "update-ref", "GIT_NTH": "4"},
     "while taking a snapshot": {"GIT_BEFORE": "write-tree", "GIT_NTH": "2"},
 }
-
-
-def wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not (path.exists() and path.read_text().strip()):
-        assert proc.poll() is None, "ralph ended before the kill point"
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.02)
 
 
 def start_ralph(repo: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, commit_plan, git, ralph_commits, run_ralph
+from tests.conftest import ROOT, commit_plan, git, ralph_commits, run_ralph, wait_for
 
 PLAN = """---
 engine: shell
@@ -39,10 +39,7 @@ def start(repo: Path, child: Path, plan: str = PLAN) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 30
-    while not (child.exists() and child.read_text().strip()):
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.02)
+    wait_for(child, proc, timeout=30)
     return proc
 
 
